@@ -1,0 +1,19 @@
+"""Blueprint registry: every blueprint of the API is mounted here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    """Register the ops routes and every flask-smorest blueprint."""
+    from app.blueprints.ops import blp as ops_blp
+    from app.extensions import api
+
+    app.register_blueprint(ops_blp)
+    for module in BLUEPRINTS:
+        api.register_blueprint(__import__(f"app.blueprints.{module}.routes", fromlist=["blp"]).blp)
+
+
+# Each entry is a package app/blueprints/<name>/ with routes.py exposing `blp`.
+BLUEPRINTS: list[str] = []

@@ -1,0 +1,93 @@
+"""Settings read from the environment, with embedded defaults for development."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = ROOT / "instance"
+
+# Development-only values: production refuses to start while any of them is configured.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_WX_APPID = "wx-dev-appid"
+DEV_WX_SECRET = "wx-dev-secret"  # noqa: S105
+MOCK_WX_API_BASE = "inprocess://mock-wechat"
+ENVIRONMENTS = ("development", "production", "testing")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used in the selected environment."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def load_config(overrides: dict | None = None) -> dict:
+    """Build the Flask config mapping from the environment plus explicit overrides."""
+    env = _env("LINLI_ENV", "development")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"LINLI_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+    default_db = f"sqlite:///{INSTANCE_DIR / ('linli-test.db' if env == 'testing' else 'linli.db')}"
+    cfg = {
+        "LINLI_ENV": env,
+        "TESTING": env == "testing",
+        "SQLALCHEMY_DATABASE_URI": _env("DATABASE_URL", default_db),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": _env("REDIS_URL"),
+        "JWT_SECRET_KEY": _env("JWT_SECRET_KEY", DEV_JWT_SECRET),
+        "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=_int("JWT_ACCESS_MINUTES", 30)),
+        "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=_int("JWT_REFRESH_DAYS", 30)),
+        "JWT_ALGORITHM": "HS256",
+        "JWT_DECODE_ALGORITHMS": ["HS256"],
+        "JWT_TOKEN_LOCATION": ["headers"],
+        "WX_APPID": _env("WX_APPID", DEV_WX_APPID),
+        "WX_SECRET": _env("WX_SECRET", DEV_WX_SECRET),
+        "WX_API_BASE": _env("WX_API_BASE", MOCK_WX_API_BASE),
+        "WX_TIMEOUT_SECONDS": float(_env("WX_TIMEOUT_SECONDS", "5")),
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 12 * 1024 * 1024),
+        "LOGIN_MAX_FAILURES": _int("LOGIN_MAX_FAILURES", 5),
+        "LOGIN_FAILURE_WINDOW_SECONDS": _int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
+        "DEFAULT_TIMEZONE": _env("DEFAULT_TIMEZONE", "Asia/Shanghai"),
+        "UPLOAD_DIR": _env("UPLOAD_DIR", str(INSTANCE_DIR / "uploads")),
+        "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
+        # flask-smorest / OpenAPI
+        "API_TITLE": "Linli API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": _env(
+            "SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+        ),
+        "JSON_AS_ASCII": False,
+    }
+    cfg.update(overrides or {})
+    if cfg["LINLI_ENV"] == "production":
+        check_production(cfg)
+    return cfg
+
+
+def check_production(cfg: dict) -> None:
+    """Refuse development secrets and the mock WeChat API in production."""
+    problems = []
+    if cfg["JWT_SECRET_KEY"] == DEV_JWT_SECRET or len(cfg["JWT_SECRET_KEY"]) < 32:
+        problems.append("JWT_SECRET_KEY is the development default or shorter than 32 characters")
+    if cfg["WX_APPID"] == DEV_WX_APPID or cfg["WX_SECRET"] == DEV_WX_SECRET:
+        problems.append("WX_APPID / WX_SECRET are the development defaults")
+    if cfg["WX_API_BASE"] == MOCK_WX_API_BASE or "127.0.0.1" in cfg["WX_API_BASE"]:
+        problems.append("WX_API_BASE points at the mock WeChat API")
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        problems.append("DATABASE_URL is unset (SQLite is for development only)")
+    if not cfg["REDIS_URL"]:
+        problems.append("REDIS_URL is unset (in-process fakeredis is for development only)")
+    if problems:
+        raise ConfigError("Refusing to start in production: " + "; ".join(problems))

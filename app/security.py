@@ -1,0 +1,126 @@
+"""Roles, the role_required decorator, and helpers for the current user and orgs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from functools import wraps
+
+from flask import Flask
+from flask_jwt_extended import get_jwt, get_jwt_identity, verify_jwt_in_request
+
+from app.errors import Forbidden, NotFound, Unauthorized, error_response
+from app.extensions import db, jwt, redis_store
+
+RESIDENT = "resident"
+STAFF_KIND = "staff"
+BLOCKLIST_PREFIX = "linli:jwt:revoked:"
+
+
+def role_required(*roles: str, org_types: Iterable[str] | None = None) -> Callable:
+    """Allow a route only to callers holding one of `roles`.
+
+    `resident` means a token from WeChat login; any other name is a staff role held in an
+    org (optionally of one of `org_types`). Token problems are 401, role problems 403.
+    """
+    allowed = set(roles)
+    types = set(org_types or ())
+
+    def decorator(fn: Callable) -> Callable:
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            verify_jwt_in_request()
+            claims = get_jwt()
+            if RESIDENT in allowed and claims.get("kind") == RESIDENT:
+                return fn(*args, **kwargs)
+            if not staff_orgs(roles=allowed - {RESIDENT}, org_types=types):
+                raise Forbidden("没有权限执行此操作", code="forbidden_role")
+            return fn(*args, **kwargs)
+
+        wrapper._linli_roles = sorted(allowed)  # noqa: SLF001 - read by the OpenAPI docs
+        return wrapper
+
+    return decorator
+
+
+def current_user_id() -> int:
+    """The id of the authenticated user (identity is the user id as a string)."""
+    return int(get_jwt_identity())
+
+
+def current_user():
+    """Load the authenticated user; 401 if the account is gone or disabled."""
+    from app.models import User
+
+    user = db.session.get(User, current_user_id())
+    if user is None or not user.is_active:
+        raise Unauthorized("账号不存在或已停用", code="account_inactive")
+    return user
+
+
+def staff_orgs(*, roles: Iterable[str] | None = None,
+               org_types: Iterable[str] | None = None) -> list[dict]:
+    """The caller's org memberships from the token, filtered by role and org type."""
+    claims = get_jwt()
+    if claims.get("kind") != STAFF_KIND:
+        return []
+    roles, org_types = set(roles or ()), set(org_types or ())
+    return [
+        m for m in claims.get("orgs", [])
+        if (not roles or m["role"] in roles) and (not org_types or m["type"] in org_types)
+    ]
+
+
+def staff_org_ids(**filters) -> set[int]:
+    """Ids of the caller's orgs (see staff_orgs for filters)."""
+    return {m["id"] for m in staff_orgs(**filters)}
+
+
+def require_community(obj, community_id: int | None):
+    """404 unless obj belongs to the caller's community (never leak other tenants' rows)."""
+    if obj is None or (community_id is not None and obj.community_id != community_id):
+        raise NotFound()
+    return obj
+
+
+def revoke_token(claims: dict) -> None:
+    """Put a token's jti on the Redis blocklist for the rest of its lifetime."""
+    ttl = int(claims["exp"] - datetime.now(UTC).timestamp())
+    if ttl > 0:
+        redis_store.client.set(BLOCKLIST_PREFIX + claims["jti"], b"1", ex=ttl)
+
+
+def register_jwt_handlers(app: Flask) -> None:
+    """Every flask-jwt-extended failure becomes a 401 in the house error shape."""
+
+    @jwt.token_in_blocklist_loader
+    def _is_revoked(_header, payload):
+        return redis_store.client.exists(BLOCKLIST_PREFIX + payload["jti"]) == 1
+
+    @jwt.unauthorized_loader
+    def _missing(reason):
+        return error_response(401, "token_missing", "请先登录", {"reason": reason})
+
+    @jwt.invalid_token_loader
+    def _invalid(reason):
+        return error_response(401, "token_invalid", "登录凭证无效，请重新登录", {"reason": reason})
+
+    @jwt.expired_token_loader
+    def _expired(_header, _payload):
+        return error_response(401, "token_expired", "登录已过期，请重新登录")
+
+    @jwt.revoked_token_loader
+    def _revoked(_header, _payload):
+        return error_response(401, "token_revoked", "登录已退出，请重新登录")
+
+    @jwt.needs_fresh_token_loader
+    def _not_fresh(_header, _payload):
+        return error_response(401, "token_not_fresh", "请重新登录后再试")
+
+    @jwt.user_lookup_error_loader
+    def _lookup(_header, _payload):
+        return error_response(401, "account_inactive", "账号不存在或已停用")
+
+    @jwt.token_verification_failed_loader
+    def _claims_failed(_header, _payload):
+        return error_response(401, "token_invalid", "登录凭证无效，请重新登录")

@@ -1,0 +1,1 @@
+"""Domain logic: called by routes and by jobs; takes plain values, returns models."""

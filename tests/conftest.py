@@ -1,0 +1,131 @@
+"""Fixtures: one app per test session on a schema built by the migrations; rows wiped per test.
+
+The same suite runs on the embedded defaults (SQLite file + fakeredis, jobs in-process) and,
+with DATABASE_URL / REDIS_URL set, on PostgreSQL + Redis. With LINLI_REQUIRE_SERVICES=1 (CI's
+second run) an unreachable PostgreSQL or Redis ends the run as a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import text
+
+from app import create_app
+from app.extensions import db, redis_store
+
+REQUIRE_SERVICES = os.environ.get("LINLI_REQUIRE_SERVICES") == "1"
+
+
+def _database_url(tmp_path_factory) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    if REQUIRE_SERVICES:
+        pytest.exit("LINLI_REQUIRE_SERVICES=1 but DATABASE_URL is unset", returncode=3)
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'linli-test.db'}"
+
+
+def _reset_schema(app) -> None:
+    """Drop everything, then build the schema by running the migrations."""
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        upgrade()
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory):
+    """The application under test, with its schema built by `flask db upgrade`."""
+    os.environ["LINLI_ENV"] = "testing"
+    upload_dir = tmp_path_factory.mktemp("uploads")
+    app = create_app({
+        "SQLALCHEMY_DATABASE_URI": _database_url(tmp_path_factory),
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "RQ_ASYNC": False,
+        "UPLOAD_DIR": str(upload_dir),
+    })
+    _check_services(app)
+    _reset_schema(app)
+    return app
+
+
+def _check_services(app) -> None:
+    """Under LINLI_REQUIRE_SERVICES=1 both real services must answer, or the run fails."""
+    if not REQUIRE_SERVICES:
+        return
+    problems = []
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            problems.append("DATABASE_URL is not PostgreSQL")
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"PostgreSQL unreachable: {exc}")
+        if redis_store.is_fake:
+            problems.append("REDIS_URL is unset")
+        else:
+            try:
+                redis_store.client.ping()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"Redis unreachable: {exc}")
+    if problems:
+        pytest.exit("; ".join(problems), returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _clean(app):
+    """Each test starts with empty tables and an empty Redis."""
+    with app.app_context():
+        yield
+        db.session.remove()
+        wipe_database()
+        redis_store.client.flushdb()
+
+
+def wipe_database() -> None:
+    """Delete every row of every table (children first)."""
+    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(app):
+    """A test client for the API."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A runner for the Flask CLI commands."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def session(app):
+    """The SQLAlchemy session the app uses."""
+    return db.session
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests that need the real services on the embedded defaults (never under CI's run)."""
+    on_postgres = (os.environ.get("DATABASE_URL") or "").startswith("postgresql")
+    on_redis = bool(os.environ.get("REDIS_URL"))
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres and not REQUIRE_SERVICES:
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)"))
+        if "redis" in item.keywords and not on_redis and not REQUIRE_SERVICES:
+            item.add_marker(pytest.mark.skip(reason="needs Redis (REDIS_URL)"))
+        if "worker" in item.keywords and os.environ.get("LINLI_E2E_WORKER") != "1" and not REQUIRE_SERVICES:
+            item.add_marker(pytest.mark.skip(reason="needs a real RQ worker (LINLI_E2E_WORKER=1)"))
