@@ -127,5 +127,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)"))
         if "redis" in item.keywords and not on_redis and not REQUIRE_SERVICES:
             item.add_marker(pytest.mark.skip(reason="needs Redis (REDIS_URL)"))
-        if "worker" in item.keywords and os.environ.get("LINLI_E2E_WORKER") != "1" and not REQUIRE_SERVICES:
+        with_worker = os.environ.get("LINLI_E2E_WORKER") == "1" or REQUIRE_SERVICES
+        if "worker" in item.keywords and not with_worker:
             item.add_marker(pytest.mark.skip(reason="needs a real RQ worker (LINLI_E2E_WORKER=1)"))

@@ -16,4 +16,4 @@ def register(app: Flask) -> None:
 
 
 # Each entry is a package app/blueprints/<name>/ with routes.py exposing `blp`.
-BLUEPRINTS: list[str] = []
+BLUEPRINTS: list[str] = ["auth", "me", "community"]

@@ -1,0 +1,34 @@
+"""The caller's profile and household claims."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.blueprints.me.schemas import HouseholdClaimCreateSchema, HouseholdClaimSchema, MeSchema
+from app.idempotency import idempotent
+from app.security import RESIDENT, current_user_id, role_required
+from app.services import accounts
+
+blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
+ANY_SIGNED_IN = (RESIDENT, "staff", "manager", "grid_worker", "courier", "admin")
+
+
+@blp.route("")
+class Me(MethodView):
+    @role_required(*ANY_SIGNED_IN)
+    @blp.response(200, MeSchema)
+    def get(self):
+        """The user, their households (with approval state) and org memberships."""
+        return accounts.load_profile(current_user_id())
+
+
+@blp.route("/households")
+class MyHouseholds(MethodView):
+    @role_required(RESIDENT)
+    @idempotent()
+    @blp.arguments(HouseholdClaimCreateSchema)
+    @blp.response(201, HouseholdClaimSchema)
+    def post(self, body):
+        """Claim a room; the community office approves or rejects the claim."""
+        return accounts.claim_household(user_id=current_user_id(), **body)

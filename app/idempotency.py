@@ -1,0 +1,107 @@
+"""Idempotency-Key for creating POSTs: same key + same body replays the first response."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+
+from flask import Response, make_response, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import Conflict, ValidationFailed
+from app.extensions import db
+from app.models import IdempotencyRecord
+from app.security import current_user_id
+
+HEADER = "Idempotency-Key"
+IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+
+
+def idempotent(*, required: bool = False) -> Callable:
+    """Make a creating POST safe to retry (place it under role_required)."""
+
+    def decorator(fn: Callable) -> Callable:
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            key = request.headers.get(HEADER)
+            if not key:
+                if required:
+                    raise ValidationFailed("缺少 Idempotency-Key 请求头",
+                                           code="idempotency_key_required")
+                return fn(*args, **kwargs)
+            if len(key) > 100:
+                raise ValidationFailed("Idempotency-Key 过长", code="idempotency_key_invalid")
+            record, replay = _claim(current_user_id(), key)
+            if replay is not None:
+                return replay
+            return _run_and_store(record, fn, args, kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _request_hash() -> str:
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    digest.update(request.get_data())
+    return digest.hexdigest()
+
+
+def _claim(user_id: int, key: str) -> tuple[IdempotencyRecord | None, Response | None]:
+    """Take the key (new record) or answer from the existing one."""
+    request_hash = _request_hash()
+    record = IdempotencyRecord(user_id=user_id, key=key, endpoint=request.path[:200],
+                               request_hash=request_hash)
+    db.session.add(record)
+    try:
+        db.session.commit()
+        return record, None
+    except IntegrityError:
+        db.session.rollback()
+    existing = db.session.scalar(select(IdempotencyRecord).where(
+        IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key))
+    if existing is None:  # deleted by a failed first attempt in the meantime
+        return _claim(user_id, key)
+    if existing.request_hash != request_hash:
+        raise ValidationFailed("该 Idempotency-Key 已用于另一个请求",
+                               code="idempotency_key_reused")
+    if existing.status_code is None:
+        if datetime.now(UTC) - existing.created_at < IN_FLIGHT_TIMEOUT:
+            raise Conflict("相同的请求正在处理中", code="idempotency_in_flight")
+        existing.created_at = datetime.now(UTC)  # abandoned: this attempt takes it over
+        db.session.commit()
+        return existing, None
+    replay = Response(existing.response_body, status=existing.status_code,
+                      mimetype="application/json")
+    replay.headers["Idempotent-Replayed"] = "true"
+    return None, replay
+
+
+def _run_and_store(record: IdempotencyRecord, fn: Callable, args, kwargs) -> Response:
+    """Run the view; keep a success response for replays, forget the key otherwise."""
+    record_id = record.id
+    try:
+        response = make_response(fn(*args, **kwargs))
+    except Exception:
+        db.session.rollback()
+        _forget(record_id)
+        raise
+    if 200 <= response.status_code < 300:
+        stored = db.session.get(IdempotencyRecord, record_id)
+        stored.status_code = response.status_code
+        stored.response_body = response.get_data()
+        stored.completed_at = datetime.now(UTC)
+        db.session.commit()
+    else:
+        _forget(record_id)
+    return response
+
+
+def _forget(record_id: int) -> None:
+    stale = db.session.get(IdempotencyRecord, record_id)
+    if stale is not None:
+        db.session.delete(stale)
+        db.session.commit()

@@ -1,0 +1,70 @@
+"""Keyset pagination: `?cursor=...&limit=...` over a unique ordering key."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy import Select, literal, tuple_
+
+from app.errors import ValidationFailed
+
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+class PageArgsSchema(Schema):
+    """Query arguments every list endpoint accepts."""
+
+    cursor = fields.String(load_default=None, metadata={"description": "opaque, from next_cursor"})
+    limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT))
+
+
+def encode_cursor(values: tuple) -> str:
+    """An opaque cursor for the last row's key values."""
+    raw = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, columns: list) -> tuple:
+    """Turn a cursor back into typed key values; 422 `invalid_cursor` if it is not ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(raw, list) or len(raw) != len(columns):
+            raise ValueError("wrong arity")
+        return tuple(_typed(v, col) for v, col in zip(raw, columns, strict=True))
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed("分页参数无效", code="invalid_cursor",
+                               details={"fields": {"cursor": ["无效的 cursor"]}}) from exc
+
+
+def _typed(value, column):
+    python_type = column.type.python_type
+    if python_type is datetime:
+        return datetime.fromisoformat(value)
+    if value is not None and not isinstance(value, python_type):
+        raise TypeError("cursor value of the wrong type")
+    return value
+
+
+def keyset_page(stmt: Select, *, columns: list, cursor: str | None, limit: int,
+                descending: bool = True, session=None) -> tuple[list, str | None]:
+    """One page of `stmt` ordered by `columns` (unique together) after `cursor`."""
+    from app.extensions import db
+
+    session = session or db.session
+    if cursor:
+        values = decode_cursor(cursor, columns)
+        key = tuple_(*columns)
+        bound = tuple_(*[literal(v, c.type) for v, c in zip(values, columns, strict=True)])
+        stmt = stmt.where(key < bound if descending else key > bound)
+    order = [c.desc() if descending else c.asc() for c in columns]
+    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor(tuple(getattr(last, c.key) for c in columns))
+    return items, next_cursor
