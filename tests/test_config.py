@@ -1,0 +1,71 @@
+"""Configuration from the environment; production refuses development defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError, load_config
+
+PROD = {
+    "LINLI_ENV": "production",
+    "JWT_SECRET_KEY": "p" * 48,
+    "WX_APPID": "wx1234567890",
+    "WX_SECRET": "s" * 32,
+    "WX_API_BASE": "https://api.weixin.qq.com",
+    "DATABASE_URL": "postgresql+psycopg://linli@db/linli",
+    "REDIS_URL": "redis://cache:6379/0",
+}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name in PROD:
+        monkeypatch.delenv(name, raising=False)
+
+    def set_env(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return set_env
+
+
+def test_defaults_need_nothing_installed(env):
+    env(LINLI_ENV="development")
+    cfg = load_config()
+    assert cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert cfg["REDIS_URL"] is None
+    assert cfg["WX_API_BASE"] == "inprocess://mock-wechat"
+
+
+def test_production_with_real_settings_starts(env):
+    env(**PROD)
+    cfg = load_config()
+    assert cfg["SQLALCHEMY_DATABASE_URI"] == PROD["DATABASE_URL"]
+
+
+@pytest.mark.parametrize("missing, complaint", [
+    ("JWT_SECRET_KEY", "JWT_SECRET_KEY"),
+    ("WX_SECRET", "WX_APPID / WX_SECRET"),
+    ("WX_API_BASE", "mock WeChat"),
+    ("DATABASE_URL", "DATABASE_URL"),
+    ("REDIS_URL", "REDIS_URL"),
+])
+def test_production_refuses_development_defaults(env, monkeypatch, missing, complaint):
+    env(**PROD)
+    monkeypatch.delenv(missing)
+    with pytest.raises(ConfigError, match=complaint):
+        load_config()
+
+
+def test_unknown_environment_is_refused(env):
+    env(LINLI_ENV="staging")
+    with pytest.raises(ConfigError, match="LINLI_ENV"):
+        load_config()
+
+
+def test_create_app_refuses_production_with_dev_secret(env):
+    from app import create_app
+
+    env(**{**PROD, "JWT_SECRET_KEY": "short"})
+    with pytest.raises(ConfigError, match="Refusing to start in production"):
+        create_app()
