@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db, redis_store
+from miniprogram_mock.wechat_server import shared_mock_app
 
 REQUIRE_SERVICES = os.environ.get("LINLI_REQUIRE_SERVICES") == "1"
 
@@ -86,6 +87,7 @@ def _clean(app):
         db.session.remove()
         wipe_database()
         redis_store.client.flushdb()
+        shared_mock_app().extensions["mock_wechat"].reset()
 
 
 def wipe_database() -> None:

@@ -157,3 +157,48 @@ def test_bad_login_bodies_write_nothing(client, property_staff):
     assert r.status_code == 422
     assert r.get_json()["error"]["details"]["fields"]["admin"] == ["Unknown field."]
     assert db.session.scalar(select(func.count()).select_from(User)) == before
+
+
+def wx_login(client, code):
+    return client.post("/api/v1/auth/wx-login", json={"code": code})
+
+
+def test_wx_login_creates_the_user_once_and_never_returns_session_key(client):
+    first = wx_login(client, "alice-1")
+    assert first.status_code == 200
+    body = first.get_json()
+    assert body["access_token"] and body["refresh_token"]
+    assert "session_key" not in first.get_data(as_text=True)
+    again = wx_login(client, "alice-1")  # a code works once
+    assert again.status_code == 422 and again.get_json()["error"]["code"] == "wx_code_used"
+    user = db.session.scalar(select(User).where(User.openid == "mock-openid-alice-1"))
+    assert user.id == body["user"]["id"]
+    # a fresh code for the same WeChat user signs into the same account? No: each code maps to
+    # its own openid in the mock, so check the account count instead.
+    assert db.session.scalar(select(func.count()).select_from(User)) == 1
+    claims = pyjwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["kind"] == "resident"
+
+
+@pytest.mark.parametrize("code, status, error", [
+    ("bad-code", 422, "wx_code_invalid"),
+    ("", 422, "validation_error"),
+    (None, 422, "validation_error"),
+])
+def test_wx_login_bad_codes_write_nothing(client, code, status, error):
+    r = client.post("/api/v1/auth/wx-login", json={} if code is None else {"code": code})
+    assert r.status_code == status and r.get_json()["error"]["code"] == error
+    assert db.session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_phone_number_is_stored_and_masked_elsewhere(client):
+    token = wx_login(client, "bob-1").get_json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    r = client.post("/api/v1/auth/phone", json={"code": "phone-bob"}, headers=auth)
+    assert r.status_code == 200
+    assert "****" in r.get_json()["phone"]
+    me = client.get("/api/v1/me", headers=auth).get_json()
+    assert me["phone"].startswith("138") and len(me["phone"]) == 11
+    r = client.post("/api/v1/auth/phone", json={"code": "bad-phone"}, headers=auth)
+    assert r.status_code == 422
+    assert client.get("/api/v1/me", headers=auth).get_json()["phone"] == me["phone"]
