@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 import redis
-from flask import Flask
+from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_smorest import Api
@@ -36,36 +36,59 @@ api = LinliApi(
 QUEUE_NAMES = ("high", "default", "low")
 
 
-class RedisHolder:
-    """The app's Redis connection: real Redis when REDIS_URL is set, else in-process fakeredis."""
+class RedisState:
+    """One app's Redis connection and RQ queues."""
 
-    def __init__(self) -> None:
-        self.client: redis.Redis | None = None
-        self.queues: dict[str, Queue] = {}
-        self.is_fake = True
-        self.jobs_async = False
-
-    def init_app(self, app: Flask) -> None:
+    def __init__(self, app: Flask) -> None:
         url = app.config.get("REDIS_URL")
         if url:
-            self.client = redis.Redis.from_url(
+            self.client: redis.Redis = redis.Redis.from_url(
                 url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
             )
-            self.is_fake = False
         else:
             self.client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-            self.is_fake = True
+        self.is_fake = not url
         # Jobs run in-process (synchronously, at enqueue) unless a real Redis serves RQ workers.
         self.jobs_async = bool(url) and app.config.get("RQ_ASYNC", True)
         self.queues = {
             name: Queue(name, connection=self.client, is_async=self.jobs_async)
             for name in QUEUE_NAMES
         }
-        app.extensions["linli_redis"] = self
+
+
+class RedisHolder:
+    """The current app's Redis: real Redis when REDIS_URL is set, else in-process fakeredis.
+
+    State lives on each app (app.extensions), so two apps in one process (a test app and an
+    end-to-end app with asynchronous jobs) never share queues by accident.
+    """
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["linli_redis"] = RedisState(app)
+
+    @property
+    def state(self) -> RedisState:
+        return current_app.extensions["linli_redis"]
+
+    @property
+    def client(self) -> redis.Redis:
+        return self.state.client
+
+    @property
+    def is_fake(self) -> bool:
+        return self.state.is_fake
+
+    @property
+    def jobs_async(self) -> bool:
+        return self.state.jobs_async
+
+    @property
+    def queues(self) -> dict[str, Queue]:
+        return self.state.queues
 
     def queue(self, name: str = "default") -> Queue:
         """Return the named RQ queue."""
-        return self.queues[name]
+        return self.state.queues[name]
 
 
 redis_store = RedisHolder()

@@ -1,0 +1,170 @@
+"""The outbox: jobs written in the business transaction, enqueued after commit, relayed if lost.
+
+    outbox.add_job("ping", value="hello")   # in the same transaction as the business rows
+    outbox.commit()                          # instead of db.session.commit()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from flask import current_app
+from redis.exceptions import RedisError
+from rq import Retry
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.errors import InvalidTransition, NotFound
+from app.extensions import QUEUE_NAMES, db, redis_store
+from app.models import OutboxMessage, OutboxStatus, utcnow
+from workers.jobs import get_job
+
+log = logging.getLogger(__name__)
+
+RUNNER = "workers.outbox.run_outbox_message"
+SESSION_KEY = "linli_outbox_added"
+DEFAULT_RETRY_INTERVALS = (5, 30, 120, 600, 1800)
+LIVE_STATUSES = frozenset(
+    {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+)
+
+
+def add_job(job: str, *, queue: str = "default", **args) -> OutboxMessage:
+    """Add an outbox row running registered job `job` with `args`; `commit()` enqueues it."""
+    _check_job(job, queue, args)
+    message = OutboxMessage(job=job, queue=queue, args=args, status=OutboxStatus.PENDING,
+                            attempts=0)
+    db.session.add(message)
+    db.session.info.setdefault(SESSION_KEY, []).append(message)
+    return message
+
+
+def _check_job(job: str, queue: str, args: dict) -> None:
+    """Refuse unknown jobs, unknown queues and arguments JSON cannot carry."""
+    get_job(job)
+    if queue not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {queue!r}; use one of {', '.join(QUEUE_NAMES)}")
+    try:
+        json.dumps(args, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"arguments of job {job!r} must be plain JSON: {exc}") from exc
+
+
+def commit() -> None:
+    """Commit the session, then enqueue the outbox rows added since the last commit."""
+    added = db.session.info.pop(SESSION_KEY, [])
+    db.session.flush()
+    # Rows dropped by a rollback since add_job are no longer in the session: skip them.
+    message_ids = [message.id for message in added if message in db.session]
+    db.session.commit()
+    for message_id in message_ids:
+        _dispatch_quietly(message_id)
+
+
+def _dispatch_quietly(message_id: int) -> None:
+    """Dispatch, logging instead of raising: the business commit has already happened."""
+    try:
+        dispatch(message_id)
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("outbox message %s: could not record its enqueue", message_id)
+
+
+def dispatch(message_id: int) -> bool:
+    """Enqueue the RQ job of a pending row and commit its enqueued_at; False if not enqueued."""
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None or message.status != OutboxStatus.PENDING:
+        return False
+    queue, description = message.queue, f"outbox {message_id}: {message.job}"
+    enqueued_at = utcnow()
+    try:
+        # In-process mode this runs the job right here, on this same scoped session.
+        redis_store.queue(queue).enqueue(
+            RUNNER, message_id, job_id=job_id(message_id), retry=retry_policy(),
+            description=description,
+        )
+    except RedisError as exc:
+        log.warning("outbox message %s: enqueue failed (%s); left pending for the relay",
+                    message_id, exc)
+        return False
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == message_id).values(enqueued_at=enqueued_at)
+    )
+    db.session.commit()
+    return True
+
+
+def job_id(message_id: int) -> str:
+    """The RQ job id of an outbox row."""
+    return f"outbox-{message_id}"
+
+
+def retry_policy() -> Retry | None:
+    """RQ's retry policy for outbox jobs; none in-process, where RQ never retries."""
+    if not redis_store.jobs_async:
+        return None
+    intervals = list(current_app.config.get("OUTBOX_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS))
+    return Retry(max=current_app.config.get("OUTBOX_RETRY_MAX", len(intervals)),
+                 interval=intervals)
+
+
+def relay_pending(older_than_seconds: float = 30, limit: int = 500) -> int:
+    """Re-enqueue pending rows whose RQ job is gone from Redis; return how many were enqueued."""
+    message_ids = _stale_pending_ids(older_than_seconds, limit)
+    try:
+        lost = _lost_ids(message_ids)
+    except RedisError as exc:
+        log.warning("outbox relay: Redis unavailable (%s); will try again", exc)
+        return 0
+    return sum(dispatch(message_id) for message_id in lost)
+
+
+def _stale_pending_ids(older_than_seconds: float, limit: int) -> list[int]:
+    """Pending rows neither created nor enqueued in the last `older_than_seconds`, oldest first."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    last_touched = func.coalesce(OutboxMessage.enqueued_at, OutboxMessage.created_at)
+    query = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.status == OutboxStatus.PENDING, last_touched <= cutoff)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))
+
+
+def _lost_ids(message_ids: Sequence[int]) -> list[int]:
+    """The rows whose RQ job is no longer queued, running, scheduled or deferred."""
+    if not message_ids:
+        return []
+    jobs = Job.fetch_many([job_id(i) for i in message_ids], connection=redis_store.client)
+    return [
+        message_id for message_id, rq_job in zip(message_ids, jobs, strict=True)
+        if rq_job is None or rq_job.get_status(refresh=False) not in LIVE_STATUSES
+    ]
+
+
+def requeue_failed(message_id: int) -> OutboxMessage:
+    """Put a failed row back to pending and enqueue it afresh, with a full retry budget."""
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None:
+        raise NotFound("找不到该后台任务")
+    if message.status != OutboxStatus.FAILED:
+        raise InvalidTransition(details={"status": str(message.status)})
+    message.status = OutboxStatus.PENDING
+    db.session.commit()
+    _forget_failed_job(message.queue, message_id)
+    dispatch(message_id)
+    return message
+
+
+def _forget_failed_job(queue: str, message_id: int) -> None:
+    """Take the row's RQ job out of the failed registry; dispatch enqueues it again."""
+    try:
+        FailedJobRegistry(queue, connection=redis_store.client).remove(job_id(message_id))
+    except RedisError as exc:
+        log.warning("outbox message %s: could not clear its failed RQ job (%s)", message_id, exc)

@@ -1,0 +1,440 @@
+"""The outbox: jobs written with the business rows, run after commit, not lost to Redis outages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+from rq import Queue, SimpleWorker
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.timeouts import TimerDeathPenalty
+from sqlalchemy import func, select
+
+from app.errors import InvalidTransition, NotFound
+from app.extensions import QUEUE_NAMES, db, redis_store
+from app.models import Community, OutboxMessage, OutboxStatus, utcnow
+from app.services import outbox
+from workers.jobs import PING_KEY, UnknownJob, job
+from workers.outbox import book_relay_tick, relay_tick, run_outbox_message
+
+ROOT = Path(__file__).resolve().parents[2]
+CALLS: list[tuple] = []
+FLAKY = {"failures_left": 0}
+
+
+@job("tests.record")
+def record(**kwargs) -> None:
+    """Remember the call and the status of the outbox rows at that moment."""
+    statuses = [str(s) for s in db.session.scalars(select(OutboxMessage.status))]
+    CALLS.append((kwargs, statuses))
+
+
+@job("tests.explode")
+def explode(reason: str = "boom") -> None:
+    """Always fail."""
+    raise RuntimeError(reason)
+
+
+@job("tests.flaky")
+def flaky() -> None:
+    """Fail while FLAKY has failures left, then succeed (recording the call)."""
+    record()
+    if FLAKY["failures_left"] > 0:
+        FLAKY["failures_left"] -= 1
+        raise ConnectionResetError("upstream hung up")
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    CALLS.clear()
+    FLAKY["failures_left"] = 0
+    yield
+    CALLS.clear()
+
+
+def add_community(code: str = "c1") -> Community:
+    """A business row written in the same transaction as the job."""
+    community = Community(code=code, name="测试社区", timezone="Asia/Shanghai")
+    db.session.add(community)
+    return community
+
+
+def only_message() -> OutboxMessage:
+    """The single outbox row, fresh from the database."""
+    db.session.expire_all()
+    return db.session.execute(select(OutboxMessage)).scalar_one()
+
+
+def dead_redis() -> redis.Redis:
+    """A client of a Redis that refuses connections, failing at once rather than after retries."""
+    return redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5,
+                       retry=RedisRetry(NoBackoff(), 0))
+
+
+@pytest.fixture
+def redis_down(app, monkeypatch):
+    """Redis is unreachable until the test calls the returned function to bring it back."""
+    client = dead_redis()
+    state = app.extensions["linli_redis"]
+    monkeypatch.setattr(state, "client", client)
+    queues = {name: Queue(name, connection=client, is_async=redis_store.jobs_async)
+              for name in QUEUE_NAMES}
+    monkeypatch.setattr(state, "queues", queues)
+    yield monkeypatch.undo
+    client.close()
+
+
+@pytest.fixture
+def async_queues(app, monkeypatch):
+    """Enqueue for real workers (not in-process) on the app's Redis connection."""
+    state = app.extensions["linli_redis"]
+    queues = {name: Queue(name, connection=redis_store.client) for name in QUEUE_NAMES}
+    monkeypatch.setattr(state, "queues", queues)
+    monkeypatch.setattr(state, "jobs_async", True)
+    return queues
+
+
+class InProcessWorker(SimpleWorker):
+    """An RQ worker in the test process; a timer, not SIGALRM, enforces job timeouts."""
+
+    death_penalty_class = TimerDeathPenalty
+
+
+def work_in_process(queues: dict[str, Queue]) -> None:
+    """Drain the queues with an in-process RQ worker, leaving pytest's signal handlers alone."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        InProcessWorker(list(queues.values()), connection=redis_store.client).work(burst=True)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+# --- in-process: commit, rollback, failure, idempotency ------------------------------------------
+
+
+def test_committed_job_runs_after_the_commit_and_its_row_is_done(app, session):
+    add_community()
+    message = outbox.add_job("tests.record", community_code="c1")
+    assert CALLS == []
+
+    outbox.commit()
+
+    assert CALLS == [({"community_code": "c1"}, ["pending"])]
+    row = only_message()
+    assert (row.id, row.status, row.attempts) == (message.id, OutboxStatus.DONE, 1)
+    assert row.enqueued_at is not None and row.done_at is not None
+    assert session.scalar(select(func.count()).select_from(Community)) == 1
+
+
+def test_builtin_ping_job_writes_to_redis(app, session):
+    outbox.add_job("ping", value="hello")
+    outbox.commit()
+
+    assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"hello"]
+    assert only_message().status == OutboxStatus.DONE
+
+
+def test_rolled_back_transaction_runs_nothing(app, session):
+    add_community()
+    outbox.add_job("tests.record", n=1)
+    session.rollback()
+
+    add_community("c2")
+    outbox.commit()
+
+    assert CALLS == []
+    assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert outbox.relay_pending(older_than_seconds=0) == 0
+
+
+def test_failing_job_leaves_the_row_failed_with_its_error(app, session):
+    add_community()
+    outbox.add_job("tests.explode", reason="printer on fire")
+
+    outbox.commit()  # no exception reaches the caller
+
+    row = only_message()
+    assert row.status == OutboxStatus.FAILED
+    assert row.attempts == 1
+    assert row.last_error == "RuntimeError: printer on fire"
+    assert row.done_at is None
+    assert session.scalar(select(func.count()).select_from(Community)) == 1
+
+
+def test_long_errors_are_truncated(app, session):
+    outbox.add_job("tests.explode", reason="x" * 10_000)
+    outbox.commit()
+
+    assert len(only_message().last_error) == 2000
+
+
+def test_running_the_wrapper_twice_runs_the_job_once(app, session):
+    message = outbox.add_job("tests.record", n=1)
+    outbox.commit()
+
+    run_outbox_message(message.id)
+
+    assert len(CALLS) == 1
+    assert only_message().attempts == 1
+
+
+def test_wrapper_ignores_a_missing_row(app, session):
+    run_outbox_message(12345)
+
+    assert CALLS == []
+
+
+def test_job_added_by_a_job_runs_too(app, session):
+    @job("tests.chain")
+    def chain() -> None:
+        outbox.add_job("tests.record", step=2)
+        outbox.commit()
+
+    outbox.add_job("tests.chain")
+    outbox.commit()
+
+    assert [call[0] for call in CALLS] == [{"step": 2}]
+    statuses = session.scalars(select(OutboxMessage.status).order_by(OutboxMessage.id)).all()
+    assert statuses == [OutboxStatus.DONE, OutboxStatus.DONE]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "error"), [
+    ("tests.nope", {}, UnknownJob),
+    ("tests.record", {"queue": "urgent"}, ValueError),
+    ("tests.record", {"when": utcnow()}, ValueError),
+    ("tests.record", {"ratio": float("nan")}, ValueError),
+])
+def test_bad_jobs_are_refused_and_nothing_is_added(app, session, name, kwargs, error):
+    with pytest.raises(error):
+        outbox.add_job(name, **kwargs)
+
+    outbox.commit()
+    assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+# --- Redis unavailable at commit; the relay ------------------------------------------------------
+
+
+def test_job_survives_redis_being_down_at_commit(app, session, redis_down, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("app"), "propagate", True)
+    add_community()
+    outbox.add_job("tests.record", community_code="c1")
+
+    outbox.commit()  # the caller gets no error
+
+    assert "left pending for the relay" in caplog.text
+    assert session.scalar(select(func.count()).select_from(Community)) == 1
+    row = only_message()
+    assert (row.status, row.enqueued_at, row.attempts) == (OutboxStatus.PENDING, None, 0)
+    assert outbox.relay_pending(older_than_seconds=0) == 0  # still down: nothing, no error
+    assert CALLS == []
+
+    redis_down()  # Redis comes back
+
+    assert outbox.relay_pending(older_than_seconds=0) == 1
+    assert len(CALLS) == 1
+    assert only_message().status == OutboxStatus.DONE
+    assert outbox.relay_pending(older_than_seconds=0) == 0
+
+
+def test_relay_leaves_recent_rows_alone(app, session, redis_down):
+    outbox.add_job("tests.record")
+    outbox.commit()
+    redis_down()
+
+    assert outbox.relay_pending() == 0  # created just now: commit() may still be enqueueing it
+    assert CALLS == []
+
+
+def test_relay_skips_rows_whose_job_is_still_queued(app, session, async_queues):
+    message = outbox.add_job("tests.record")
+    outbox.commit()
+    assert only_message().enqueued_at is not None
+
+    assert outbox.relay_pending(older_than_seconds=0) == 0
+    assert async_queues["default"].job_ids == [f"outbox-{message.id}"]
+
+
+def test_relay_re_enqueues_rows_whose_job_vanished(app, session, async_queues):
+    message = outbox.add_job("tests.record")
+    outbox.commit()
+    redis_store.client.flushdb()  # e.g. Redis restarted without persistence
+
+    assert outbox.relay_pending(older_than_seconds=0) == 1
+    assert async_queues["default"].job_ids == [f"outbox-{message.id}"]
+
+
+def test_relay_respects_its_limit_oldest_first(app, session, redis_down):
+    for n in range(3):
+        outbox.add_job("tests.record", n=n)
+    outbox.commit()
+    redis_down()
+
+    assert outbox.relay_pending(older_than_seconds=0, limit=2) == 2
+    assert [call[0] for call in CALLS] == [{"n": 0}, {"n": 1}]
+
+
+def test_outbox_relay_command_prints_its_count(app, session, runner, redis_down):
+    outbox.add_job("tests.record")
+    outbox.commit()
+    redis_down()
+
+    result = runner.invoke(args=["outbox-relay", "--once", "--older-than", "0"])
+
+    assert result.exit_code == 0, result.output
+    assert "re-enqueued 1 outbox message(s)" in result.output
+    assert only_message().status == OutboxStatus.DONE
+
+
+# --- RQ retries, the failed registry, requeue ----------------------------------------------------
+
+
+def test_rq_retries_keep_the_row_pending_until_the_last_one(app, session, async_queues,
+                                                             monkeypatch):
+    monkeypatch.setitem(app.config, "OUTBOX_RETRY_INTERVALS", [0])
+    monkeypatch.setitem(app.config, "OUTBOX_RETRY_MAX", 2)
+    FLAKY["failures_left"] = 5
+    message = outbox.add_job("tests.flaky")
+    outbox.commit()
+
+    work_in_process(async_queues)
+
+    assert [statuses for _, statuses in CALLS] == [["pending"]] * 3
+    row = only_message()
+    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 3)
+    assert row.last_error == "ConnectionResetError: upstream hung up"
+    registry = FailedJobRegistry("default", connection=redis_store.client)
+    assert registry.get_job_ids() == [f"outbox-{message.id}"]
+
+
+def test_rq_retry_that_succeeds_marks_the_row_done(app, session, async_queues, monkeypatch):
+    monkeypatch.setitem(app.config, "OUTBOX_RETRY_INTERVALS", [0])
+    FLAKY["failures_left"] = 1
+    outbox.add_job("tests.flaky")
+    outbox.commit()
+
+    work_in_process(async_queues)
+
+    row = only_message()
+    assert (row.status, row.attempts) == (OutboxStatus.DONE, 2)
+    assert row.last_error == "ConnectionResetError: upstream hung up"
+
+
+def test_dispatch_uses_the_configured_retry_policy(app, session, async_queues):
+    message = outbox.add_job("tests.record", queue="high")
+    outbox.commit()
+
+    rq_job = async_queues["high"].fetch_job(f"outbox-{message.id}")
+    assert rq_job.retries_left == 5
+    assert rq_job.retry_intervals == [5, 30, 120, 600, 1800]
+
+
+def test_requeue_failed_runs_the_job_again(app, session):
+    FLAKY["failures_left"] = 1
+    message = outbox.add_job("tests.flaky")
+    outbox.commit()
+    assert only_message().status == OutboxStatus.FAILED
+    registry = FailedJobRegistry("default", connection=redis_store.client)
+    assert registry.get_job_ids() == [f"outbox-{message.id}"]
+
+    outbox.requeue_failed(message.id)
+
+    row = only_message()
+    assert (row.status, row.attempts) == (OutboxStatus.DONE, 2)
+    assert registry.get_job_ids() == []
+
+
+def test_requeue_failed_refuses_rows_that_have_not_failed(app, session):
+    message = outbox.add_job("tests.record")
+    outbox.commit()
+
+    with pytest.raises(InvalidTransition):
+        outbox.requeue_failed(message.id)
+    with pytest.raises(NotFound):
+        outbox.requeue_failed(message.id + 1)
+    assert len(CALLS) == 1
+
+
+# --- the periodic relay tick ---------------------------------------------------------------------
+
+
+def test_relay_tick_is_booked_once_per_slot(app, session):
+    queue = Queue("low", connection=redis_store.client)
+
+    assert book_relay_tick(queue, interval=30) is True
+    assert book_relay_tick(queue, interval=30) is False  # another worker asking: no duplicate
+
+    scheduled = ScheduledJobRegistry(queue=queue).get_job_ids()
+    assert len(scheduled) == 1 and scheduled[0].startswith("outbox-relay-")
+
+
+def test_relay_tick_relays_lost_rows_and_books_the_next_tick(app, session, redis_down):
+    outbox.add_job("tests.record")
+    outbox.commit()
+    redis_down()
+    row = only_message()
+    row.created_at = utcnow() - timedelta(minutes=5)
+    session.commit()
+
+    assert relay_tick(interval=30) == 1
+
+    assert only_message().status == OutboxStatus.DONE
+    queue = Queue("default", connection=redis_store.client)
+    assert len(ScheduledJobRegistry(queue=queue).get_job_ids()) == 1
+
+
+# --- a real worker process -----------------------------------------------------------------------
+
+
+def run_worker(app) -> subprocess.CompletedProcess:
+    """Run `python -m workers --burst` against this test run's database and Redis."""
+    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+               REDIS_URL=app.config["REDIS_URL"])
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "workers", "--burst"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+@pytest.mark.redis
+@pytest.mark.worker
+def test_worker_process_runs_an_enqueued_job(app, session, async_queues):
+    outbox.add_job("ping", value="from-the-worker")
+    outbox.commit()
+    assert only_message().status == OutboxStatus.PENDING
+    session.close()
+
+    result = run_worker(app)
+
+    assert result.returncode == 0, result.stderr
+    row = only_message()
+    assert (row.status, row.attempts) == (OutboxStatus.DONE, 1)
+    assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"from-the-worker"]
+
+
+@pytest.mark.redis
+@pytest.mark.worker
+def test_worker_process_relays_a_row_lost_while_redis_was_down(app, session, redis_down):
+    outbox.add_job("ping", value="relayed")
+    outbox.commit()
+    redis_down()
+    row = only_message()
+    row.created_at = utcnow() - timedelta(minutes=5)
+    session.commit()
+    session.close()
+
+    result = run_worker(app)
+
+    assert result.returncode == 0, result.stderr
+    assert only_message().status == OutboxStatus.DONE
+    assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"relayed"]

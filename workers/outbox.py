@@ -1,0 +1,102 @@
+"""RQ jobs of the outbox: run one outbox message, and the periodic relay tick."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from rq import Queue, get_current_job
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.extensions import db, redis_store
+from app.models import OutboxMessage, OutboxStatus, utcnow
+from app.services.outbox import relay_pending
+from workers.jobs import app_context, get_job
+
+log = logging.getLogger("app.workers.outbox")
+
+ERROR_LIMIT = 2000
+RELAY_INTERVAL_SECONDS = 30
+RELAY_SLOT_KEY = "linli:outbox-relay:slot:{}"
+
+
+def run_outbox_message(message_id: int) -> None:
+    """Run one outbox row's job: done rows are skipped; failures are recorded, then re-raised."""
+    with app_context():
+        message = _start_attempt(message_id)
+        if message is None:
+            return
+        name, args = message.job, dict(message.args or {})
+        try:
+            get_job(name)(**args)
+        except Exception as exc:
+            db.session.rollback()
+            _record_failure(message_id, exc)
+            raise
+        _mark_done(message_id)
+
+
+def _start_attempt(message_id: int) -> OutboxMessage | None:
+    """Count an attempt on the row (committed, so a crash still counts); None if nothing to run."""
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None:
+        log.warning("outbox message %s does not exist; nothing to run", message_id)
+        return None
+    if message.status == OutboxStatus.DONE:
+        return None
+    message.attempts += 1
+    db.session.commit()
+    return message
+
+
+def _mark_done(message_id: int) -> None:
+    """Mark the row done."""
+    message = db.session.get(OutboxMessage, message_id)
+    message.status = OutboxStatus.DONE
+    message.done_at = utcnow()
+    db.session.commit()
+
+
+def _record_failure(message_id: int, exc: Exception) -> None:
+    """Store the error on the row, and mark it failed when RQ will not retry."""
+    try:
+        message = db.session.get(OutboxMessage, message_id)
+        message.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+        if _is_last_attempt():
+            message.status = OutboxStatus.FAILED
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("outbox message %s: could not record its failure", message_id)
+
+
+def _is_last_attempt() -> bool:
+    """True unless this runs as an RQ job with retries left."""
+    current = get_current_job()
+    return current is None or not current.retries_left
+
+
+def relay_tick(interval: int = RELAY_INTERVAL_SECONDS) -> int:
+    """Book the next tick, then re-enqueue lost outbox rows; booking first keeps the chain alive."""
+    current = get_current_job()
+    queue_name = current.origin if current is not None else "default"
+    with app_context():
+        book_relay_tick(Queue(queue_name, connection=redis_store.client), interval=interval)
+        return relay_pending(older_than_seconds=interval)
+
+
+def book_relay_tick(queue: Queue, *, interval: int = RELAY_INTERVAL_SECONDS,
+                    now: bool = False) -> bool:
+    """Schedule the relay tick of the next time slot (or run one now), once however many ask."""
+    slot = int(time.time() // interval) + (0 if now else 1)
+    # One Redis key per slot lets many workers book ticks without running the relay N times.
+    if not queue.connection.set(RELAY_SLOT_KEY.format(slot), queue.name, nx=True, ex=interval * 4):
+        return False
+    options = {"job_id": f"outbox-relay-{slot}", "result_ttl": interval * 4}
+    if now:
+        queue.enqueue(relay_tick, interval, **options)
+    else:
+        queue.enqueue_at(datetime.fromtimestamp(slot * interval, UTC), relay_tick, interval,
+                         **options)
+    return True
