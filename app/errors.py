@@ -129,16 +129,29 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(APIError)
     def _api_error(exc: APIError):
+        _discard_unsaved_changes()
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        _discard_unsaved_changes()
         return render_http_exception(exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        _discard_unsaved_changes()
         request_id = getattr(g, "request_id", None)
         log.exception("unhandled error (request_id=%s)", request_id)
         return error_response(
             500, "internal_error", "服务器开小差了，请稍后再试", {"request_id": request_id}
         )
+
+
+def _discard_unsaved_changes() -> None:
+    """A failed request writes nothing: drop whatever it added before the error."""
+    from app.extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - a broken connection must not hide the original error
+        log.warning("rollback after an error failed", exc_info=True)

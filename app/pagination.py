@@ -41,7 +41,8 @@ def decode_cursor(cursor: str, columns: list) -> tuple:
 
 
 def _typed(value, column):
-    python_type = column.type.python_type
+    # A TypeDecorator (e.g. UTCDateTime) reports `object`; its impl knows the real type.
+    python_type = getattr(column.type, "impl", column.type).python_type
     if python_type is datetime:
         return datetime.fromisoformat(value)
     if value is not None and not isinstance(value, python_type):

@@ -25,6 +25,7 @@ def role_required(*roles: str, org_types: Iterable[str] | None = None) -> Callab
     org (optionally of one of `org_types`). Token problems are 401, role problems 403.
     """
     allowed = set(roles)
+    staff_roles = allowed - {RESIDENT}
     types = set(org_types or ())
 
     def decorator(fn: Callable) -> Callable:
@@ -34,7 +35,8 @@ def role_required(*roles: str, org_types: Iterable[str] | None = None) -> Callab
             claims = get_jwt()
             if RESIDENT in allowed and claims.get("kind") == RESIDENT:
                 return fn(*args, **kwargs)
-            if not staff_orgs(roles=allowed - {RESIDENT}, org_types=types):
+            # staff_orgs(roles=set()) means "any role": a resident-only route must not use it.
+            if not staff_roles or not staff_orgs(roles=staff_roles, org_types=types):
                 raise Forbidden("没有权限执行此操作", code="forbidden_role")
             return fn(*args, **kwargs)
 

@@ -53,7 +53,10 @@ def app(tmp_path_factory):
     })
     _check_services(app)
     _reset_schema(app)
-    return app
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+        redis_store.client.close()
 
 
 def _check_services(app) -> None:

@@ -10,7 +10,7 @@ from rq import Queue, Worker
 from rq.job import Job
 
 from app.extensions import QUEUE_NAMES, db, redis_store
-from workers.outbox import RELAY_INTERVAL_SECONDS, book_relay_tick
+from workers.schedule import book_all
 
 
 class LinliWorker(Worker):
@@ -28,9 +28,9 @@ class LinliWorker(Worker):
             return super().perform_job(job, queue)
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's maintenance; also restart the relay tick chain if it lapsed (e.g. Redis flushed)."""
+        """RQ's maintenance; also restart the periodic chains if they lapsed (Redis flushed)."""
         super().run_maintenance_tasks()
-        book_relay_tick(self.queues[-1], interval=RELAY_INTERVAL_SECONDS, now=True)
+        book_all(self.queues[-1], now=True)
 
 
 def queue_names(value: str) -> list[str]:

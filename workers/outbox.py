@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import logging
-import time
-from datetime import UTC, datetime
 
 from rq import Queue, get_current_job
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import db, redis_store
+from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus, utcnow
 from app.services.outbox import relay_pending
-from workers.jobs import app_context, get_job
+from workers.jobs import app_context, get_job, job
 
 log = logging.getLogger("app.workers.outbox")
 
 ERROR_LIMIT = 2000
 RELAY_INTERVAL_SECONDS = 30
-RELAY_SLOT_KEY = "linli:outbox-relay:slot:{}"
 
 
 def run_outbox_message(message_id: int) -> None:
@@ -77,26 +74,22 @@ def _is_last_attempt() -> bool:
     return current is None or not current.retries_left
 
 
+@job("outbox_relay")
+def outbox_relay(older_than_seconds: float = RELAY_INTERVAL_SECONDS) -> int:
+    """Re-enqueue outbox rows whose RQ job was lost."""
+    return relay_pending(older_than_seconds=older_than_seconds)
+
+
 def relay_tick(interval: int = RELAY_INTERVAL_SECONDS) -> int:
-    """Book the next tick, then re-enqueue lost outbox rows; booking first keeps the chain alive."""
-    current = get_current_job()
-    queue_name = current.origin if current is not None else "default"
-    with app_context():
-        book_relay_tick(Queue(queue_name, connection=redis_store.client), interval=interval)
-        return relay_pending(older_than_seconds=interval)
+    """One tick of the relay schedule (see workers.schedule)."""
+    from workers.schedule import periodic_tick
+
+    return periodic_tick("outbox_relay", interval)
 
 
 def book_relay_tick(queue: Queue, *, interval: int = RELAY_INTERVAL_SECONDS,
                     now: bool = False) -> bool:
-    """Schedule the relay tick of the next time slot (or run one now), once however many ask."""
-    slot = int(time.time() // interval) + (0 if now else 1)
-    # One Redis key per slot lets many workers book ticks without running the relay N times.
-    if not queue.connection.set(RELAY_SLOT_KEY.format(slot), queue.name, nx=True, ex=interval * 4):
-        return False
-    options = {"job_id": f"outbox-relay-{slot}", "result_ttl": interval * 4}
-    if now:
-        queue.enqueue(relay_tick, interval, **options)
-    else:
-        queue.enqueue_at(datetime.fromtimestamp(slot * interval, UTC), relay_tick, interval,
-                         **options)
-    return True
+    """Book the relay's next tick (see workers.schedule.book_tick)."""
+    from workers.schedule import book_tick
+
+    return book_tick(queue, "outbox_relay", interval, now=now)

@@ -7,13 +7,15 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Register the ops routes and every flask-smorest blueprint."""
+    from app.blueprints.open311 import blp as open311_blp
     from app.blueprints.ops import blp as ops_blp
     from app.extensions import api
 
     app.register_blueprint(ops_blp)
+    app.register_blueprint(open311_blp)
     for module in BLUEPRINTS:
         api.register_blueprint(__import__(f"app.blueprints.{module}.routes", fromlist=["blp"]).blp)
 
 
 # Each entry is a package app/blueprints/<name>/ with routes.py exposing `blp`.
-BLUEPRINTS: list[str] = ["auth", "me", "community"]
+BLUEPRINTS: list[str] = ["auth", "me", "community", "uploads", "reports", "tickets", "admin"]

@@ -13,7 +13,22 @@ from app.models.accounts import (
 from app.models.base import Base, utcnow
 from app.models.community import Building, Community, Grid, Household, MicroGrid
 from app.models.idempotency import IdempotencyRecord
+from app.models.notifications import Notification
+from app.models.open311 import Open311Key
 from app.models.outbox import OutboxMessage, OutboxStatus
+from app.models.reports import (
+    Report,
+    ReportCategory,
+    ReportEvent,
+    ReportFollower,
+    ReportPhoto,
+    ReportStatus,
+    RoutingRule,
+    RoutingTarget,
+    Ticket,
+    TicketStatus,
+)
+from app.models.uploads import Upload
 
 __all__ = [
     "Base",
@@ -26,12 +41,25 @@ __all__ = [
     "IdempotencyRecord",
     "Membership",
     "MicroGrid",
+    "Open311Key",
+    "Notification",
     "Org",
     "OrgType",
     "OutboxMessage",
     "OutboxStatus",
     "Relation",
+    "Report",
+    "ReportCategory",
+    "ReportEvent",
+    "ReportFollower",
+    "ReportPhoto",
+    "ReportStatus",
+    "RoutingRule",
+    "RoutingTarget",
+    "Ticket",
+    "TicketStatus",
     "Role",
+    "Upload",
     "User",
     "utcnow",
 ]

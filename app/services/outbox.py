@@ -168,3 +168,22 @@ def _forget_failed_job(queue: str, message_id: int) -> None:
         FailedJobRegistry(queue, connection=redis_store.client).remove(job_id(message_id))
     except RedisError as exc:
         log.warning("outbox message %s: could not clear its failed RQ job (%s)", message_id, exc)
+
+
+def list_failed(*, cursor: str | None, limit: int) -> tuple[list[OutboxMessage], str | None]:
+    """Failed rows, newest first, each marked with whether RQ's failed registry holds its job."""
+    from app.pagination import keyset_page
+
+    stmt = select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED)
+    items, next_cursor = keyset_page(stmt, columns=[OutboxMessage.created_at, OutboxMessage.id],
+                                     cursor=cursor, limit=limit)
+    try:
+        in_registry = {
+            queue: set(FailedJobRegistry(queue, connection=redis_store.client).get_job_ids())
+            for queue in {m.queue for m in items}
+        }
+    except RedisError:
+        in_registry = {}
+    for message in items:
+        message.in_failed_registry = job_id(message.id) in in_registry.get(message.queue, set())
+    return items, next_cursor

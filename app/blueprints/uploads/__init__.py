@@ -1,0 +1,1 @@
+"""Photo uploads and the public, content-addressed media they are served from."""

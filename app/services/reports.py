@@ -1,0 +1,421 @@
+"""Snapshot reports (随手拍), the resident's side: submit, find nearby, follow, urge, feedback.
+
+A report's status is what the resident sees; it follows its tickets (the least advanced open
+ticket decides) through REPORT_ALLOWED, and every move lands on the timeline in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from app import ratelimit
+from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from app.extensions import db, redis_store
+from app.models import Building, Community, User
+from app.models.reports import (
+    Report,
+    ReportCategory,
+    ReportEvent,
+    ReportFollower,
+    ReportPhoto,
+    ReportStatus,
+    Ticket,
+    TicketStatus,
+)
+from app.pagination import keyset_page
+from app.services import outbox
+
+RS, TS = ReportStatus, TicketStatus
+REPORT_ALLOWED: dict[ReportStatus, dict[str, ReportStatus]] = {
+    RS.SUBMITTED: {"route": RS.ROUTED, "reject": RS.REJECTED, "mark_duplicate": RS.DUPLICATE},
+    RS.ROUTED: {"accept": RS.ACCEPTED, "start": RS.IN_PROGRESS, "resolve": RS.RESOLVED,
+                "reject": RS.REJECTED, "mark_duplicate": RS.DUPLICATE},
+    RS.ACCEPTED: {"start": RS.IN_PROGRESS, "resolve": RS.RESOLVED, "route": RS.ROUTED,
+                  "reject": RS.REJECTED, "mark_duplicate": RS.DUPLICATE},
+    RS.IN_PROGRESS: {"resolve": RS.RESOLVED, "route": RS.ROUTED, "reject": RS.REJECTED,
+                     "mark_duplicate": RS.DUPLICATE},
+    RS.RESOLVED: {"close": RS.CLOSED, "reopen": RS.REOPENED},
+    RS.REOPENED: {"accept": RS.ACCEPTED, "start": RS.IN_PROGRESS, "resolve": RS.RESOLVED,
+                  "route": RS.ROUTED, "reject": RS.REJECTED, "mark_duplicate": RS.DUPLICATE},
+    RS.CLOSED: {},
+    RS.REJECTED: {},
+    RS.DUPLICATE: {},
+}
+OPEN_STATUSES = (RS.SUBMITTED, RS.ROUTED, RS.ACCEPTED, RS.IN_PROGRESS, RS.REOPENED)
+# Ticket states that still count for the report, least advanced first, and what they show.
+TICKET_PROGRESS = {TS.NEW: RS.ROUTED, TS.REOPENED: RS.REOPENED, TS.ACCEPTED: RS.ACCEPTED,
+                   TS.IN_PROGRESS: RS.IN_PROGRESS, TS.RESOLVED: RS.RESOLVED,
+                   TS.CLOSED: RS.CLOSED}
+NEARBY_METRES = 100
+URGE_INTERVAL = timedelta(minutes=30)
+FEEDBACK_WINDOW = timedelta(days=7)
+REPORTS_PER_HOUR = 10
+MAX_PHOTOS = 9
+MAX_DESCRIPTION = 2000
+
+
+def now() -> datetime:
+    """The current UTC time (one place to freeze in tests)."""
+    return datetime.now(UTC)
+
+
+def list_categories() -> list[ReportCategory]:
+    """The active categories in display order."""
+    return list(db.session.scalars(
+        select(ReportCategory).where(ReportCategory.is_active.is_(True))
+        .order_by(ReportCategory.sort_order, ReportCategory.id)))
+
+
+def category_by_code(code: str) -> ReportCategory:
+    """An active category, or 422 `unknown_category`."""
+    category = db.session.scalar(select(ReportCategory).where(
+        ReportCategory.code == code, ReportCategory.is_active.is_(True)))
+    if category is None:
+        raise ValidationFailed("没有这个问题类别", code="unknown_category",
+                               details={"fields": {"category": ["未知的类别"]}})
+    return category
+
+
+def record_event(report: Report, action: str, *, actor_id: int | None = None,
+                 ticket: Ticket | None = None, org_id: int | None = None,
+                 from_status: str | None = None, to_status: str | None = None,
+                 note: str = "", public: bool = True, data: dict | None = None) -> ReportEvent:
+    """Append one row to the report's timeline (in the caller's transaction)."""
+    event = ReportEvent(report_id=report.id, ticket_id=ticket.id if ticket else None,
+                        actor_id=actor_id, org_id=org_id or (ticket.org_id if ticket else None),
+                        action=action, from_status=from_status, to_status=to_status,
+                        note=note or "", public=public, data=data or {}, created_at=now())
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
+def move_report(report: Report, to: ReportStatus, *, actor_id: int | None, note: str = "",
+                data: dict | None = None, public: bool = True) -> ReportEvent | None:
+    """Move the report to `to` if REPORT_ALLOWED permits it, with a timeline row.
+
+    Moves that follow a ticket's move are recorded with public=False: the resident's timeline
+    shows the ticket's step (with the org's name) once, and is still notified of the change.
+    """
+    if report.status == to:
+        return None
+    action = next((a for a, target in REPORT_ALLOWED[report.status].items() if target == to),
+                  None)
+    if action is None:
+        raise InvalidTransition(details={"from": str(report.status), "to": str(to)})
+    before, report.status = report.status, to
+    stamp = now()
+    if to == RS.RESOLVED:
+        report.resolved_at = stamp
+    if to in (RS.CLOSED, RS.REJECTED, RS.DUPLICATE):
+        report.closed_at = stamp
+    event = record_event(report, action, actor_id=actor_id, from_status=str(before),
+                         to_status=str(to), note=note, data=data, public=public)
+    outbox.add_job("notify_report_update", report_id=report.id, event_id=event.id)
+    return event
+
+
+def sync_report_status(report: Report, tickets: list[Ticket], *, actor_id: int | None,
+                       note: str = "") -> ReportEvent | None:
+    """Set the report's status from its tickets: the least advanced one that still counts."""
+    counting = [t for t in tickets if t.status in TICKET_PROGRESS]
+    if counting:
+        order = list(TICKET_PROGRESS)
+        least = min(counting, key=lambda t: order.index(t.status))
+        return move_report(report, TICKET_PROGRESS[least.status], actor_id=actor_id, note=note,
+                           public=False)
+    if tickets and all(t.status == TS.REJECTED for t in tickets):
+        report.rejected_reason = note or report.rejected_reason
+        return move_report(report, RS.REJECTED, actor_id=actor_id, note=note, public=False)
+    return None
+
+
+def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle distance in metres."""
+    rlat1, rlat2 = math.radians(lat1), math.radians(lat2)
+    dlat, dlng = rlat2 - rlat1, math.radians(lng2 - lng1)
+    a = math.sin(dlat / 2) ** 2 + math.cos(rlat1) * math.cos(rlat2) * math.sin(dlng / 2) ** 2
+    return 6_371_000 * 2 * math.asin(math.sqrt(a))
+
+
+def _bad(field: str, code: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, code=code, details={"fields": {field: [message]}})
+
+
+def resolve_location(*, user: User, building_id: int | None, lat: float | None,
+                     lng: float | None) -> tuple[Community, Building | None]:
+    """The community and building a report is about; 422 when outside the caller's reach."""
+    if building_id is None and (lat is None or lng is None):
+        raise _bad("location", "location_required", "请选择楼栋或提供位置")
+    building = None
+    if building_id is not None:
+        building = db.session.get(Building, building_id)
+        if building is None:
+            raise _bad("building_id", "building_not_found", "楼栋不存在")
+        community = db.session.get(Community, building.community_id)
+    elif user.community_id is not None:
+        community = db.session.get(Community, user.community_id)
+    else:
+        community = _nearest_community(lat, lng)
+    if user.community_id is not None and community.id != user.community_id:
+        raise _bad("building_id", "building_not_in_community", "该楼栋不属于您所在的社区")
+    check_in_community(community, lat, lng)
+    return community, building
+
+
+def check_in_community(community: Community, lat: float | None, lng: float | None) -> None:
+    """422 `location_outside_community` when the point is far outside the community."""
+    if lat is not None and lng is not None and _outside(community, lat, lng):
+        raise _bad("lat", "location_outside_community", "位置不在社区范围内")
+
+
+def _nearest_community(lat: float, lng: float) -> Community:
+    communities = db.session.scalars(select(Community).where(Community.center_lat.is_not(None)))
+    best = min(communities, default=None,
+               key=lambda c: distance_m(lat, lng, c.center_lat, c.center_lng))
+    if best is None or _outside(best, lat, lng):
+        raise _bad("lat", "location_outside_community", "位置不在社区范围内")
+    return best
+
+
+def _outside(community: Community, lat: float, lng: float) -> bool:
+    if community.center_lat is None or community.center_lng is None:
+        return False
+    return distance_m(lat, lng, community.center_lat, community.center_lng) > community.radius_m
+
+
+def submit_report(*, reporter_id: int, category: str, description: str,
+                  photo_ids: list[int], building_id: int | None = None,
+                  lat: float | None = None, lng: float | None = None,
+                  location_text: str = "", extra: dict | None = None) -> Report:
+    """File a report and queue its routing, in one transaction."""
+    from app.services import uploads
+
+    user = db.session.get(User, reporter_id)
+    cat = category_by_code(category)
+    description = clean_description(description)
+    extra = clean_extra(cat, extra or {})
+    if len(photo_ids) > MAX_PHOTOS:
+        raise _bad("photo_ids", "too_many_photos", f"最多上传 {MAX_PHOTOS} 张照片")
+    photos = uploads.attachable(reporter_id, photo_ids)
+    if cat.photo_required and not photos:
+        raise _bad("photo_ids", "photo_required", "该类问题需要上传照片")
+    community, building = resolve_location(user=user, building_id=building_id, lat=lat, lng=lng)
+    ratelimit.take(f"reports:{reporter_id}", REPORTS_PER_HOUR, 3600, "提交太频繁，请稍后再试")
+    report = Report(community_id=community.id, reporter_id=reporter_id, category_id=cat.id,
+                    description=description, building_id=building.id if building else None,
+                    lat=lat, lng=lng, location_text=location_text or "", extra=extra,
+                    created_at=now())
+    report.photos = [ReportPhoto(upload_id=p.id, position=i) for i, p in enumerate(photos)]
+    return file_report(report, actor_id=reporter_id)
+
+
+def clean_extra(category: ReportCategory, values: dict, *,
+                field_name=lambda key: f"extra.{key}") -> dict:
+    """Only the category's own extra fields, trimmed; 422 when a required one is missing."""
+    cleaned: dict = {}
+    for field in category.extra_fields or []:
+        value = str(values.get(field["key"]) or "").strip()[:200]
+        if field.get("required") and not value:
+            raise _bad(field_name(field["key"]), "attribute_required",
+                       f"缺少必填项 {field.get('label') or field['key']}")
+        if value:
+            cleaned[field["key"]] = value
+    return cleaned
+
+
+def clean_description(description: str | None) -> str:
+    """The stripped description; 422 when empty or longer than MAX_DESCRIPTION."""
+    description = (description or "").strip()
+    if not description:
+        raise _bad("description", "description_required", "请描述问题")
+    if len(description) > MAX_DESCRIPTION:
+        raise _bad("description", "description_too_long", f"描述最多 {MAX_DESCRIPTION} 字")
+    return description
+
+
+def file_report(report: Report, *, actor_id: int | None) -> Report:
+    """Save a new report with its `submit` step and queue its routing, in one transaction."""
+    db.session.add(report)
+    db.session.flush()
+    record_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED))
+    outbox.add_job("route_report", queue="high", report_id=report.id)
+    outbox.commit()
+    return load_report(report.id)
+
+
+def load_report(report_id: int) -> Report:
+    """A report with everything its detail screen shows."""
+    from app.models.reports import ReportEvent as Ev
+
+    report = db.session.scalar(
+        select(Report).where(Report.id == report_id).options(
+            selectinload(Report.category), selectinload(Report.building),
+            selectinload(Report.photos).selectinload(ReportPhoto.upload),
+            selectinload(Report.tickets).selectinload(Ticket.org),
+            selectinload(Report.events).selectinload(Ev.org),
+        ))
+    if report is None:
+        raise NotFound("找不到该报告", code="report_not_found")
+    return report
+
+
+def can_view(report: Report, user_id: int) -> bool:
+    """The reporter, or a follower of a public report."""
+    if report.reporter_id == user_id:
+        return True
+    if report.category.is_private:
+        return False
+    return db.session.scalar(select(ReportFollower.id).where(
+        ReportFollower.report_id == report.id, ReportFollower.user_id == user_id)) is not None
+
+
+def report_for_resident(*, report_id: int, user_id: int) -> Report:
+    """The report if the caller may see it; 404 otherwise (never leak existence)."""
+    report = load_report(report_id)
+    if not can_view(report, user_id):
+        raise NotFound("找不到该报告", code="report_not_found")
+    return report
+
+
+def my_reports(*, user_id: int, cursor: str | None, limit: int) -> tuple[list[Report], str | None]:
+    """The caller's reports, newest first."""
+    stmt = select(Report).where(Report.reporter_id == user_id).options(
+        selectinload(Report.category),
+        selectinload(Report.photos).selectinload(ReportPhoto.upload))
+    return keyset_page(stmt, columns=[Report.created_at, Report.id], cursor=cursor, limit=limit)
+
+
+def nearby_reports(*, user_id: int, category: str, lat: float | None, lng: float | None,
+                   building_id: int | None) -> list[Report]:
+    """Open public reports of the category within ~100 m or in the same building."""
+    cat = category_by_code(category)
+    if cat.is_private:
+        return []
+    user = db.session.get(User, user_id)
+    community, _ = resolve_location(user=user, building_id=building_id, lat=lat, lng=lng)
+    stmt = select(Report).where(Report.community_id == community.id,
+                                Report.category_id == cat.id,
+                                Report.status.in_(OPEN_STATUSES))
+    if lat is not None and lng is not None:
+        dlat, dlng = NEARBY_METRES / 111_000, NEARBY_METRES / (111_000 * math.cos(
+            math.radians(lat)))
+        near_point = (Report.lat.between(lat - dlat, lat + dlat)
+                      & Report.lng.between(lng - dlng, lng + dlng))
+        stmt = stmt.where(near_point | (Report.building_id == building_id)
+                          if building_id else near_point)
+    else:
+        stmt = stmt.where(Report.building_id == building_id)
+    rows = db.session.scalars(stmt.options(
+        selectinload(Report.category),
+        selectinload(Report.photos).selectinload(ReportPhoto.upload))
+        .order_by(Report.created_at.desc()).limit(50))
+    return [r for r in rows if _is_near(r, lat, lng, building_id)][:10]
+
+
+def _is_near(report: Report, lat, lng, building_id) -> bool:
+    if building_id is not None and report.building_id == building_id:
+        return True
+    if lat is None or report.lat is None:
+        return False
+    return distance_m(lat, lng, report.lat, report.lng) <= NEARBY_METRES
+
+
+def follow(*, report_id: int, user_id: int) -> Report:
+    """Subscribe to an open public report's updates instead of filing a duplicate."""
+    report = load_report(report_id)
+    if report.category.is_private and report.reporter_id != user_id:
+        raise NotFound("找不到该报告", code="report_not_found")
+    if report.status not in OPEN_STATUSES and report.reporter_id != user_id:
+        raise Conflict("该报告已结束", code="report_closed")
+    if report.reporter_id != user_id and ensure_follower(report.id, user_id):
+        record_event(report, "follow", actor_id=user_id, public=False)
+        db.session.commit()
+    return report
+
+
+def ensure_follower(report_id: int, user_id: int) -> bool:
+    """Make the user a follower of the report; False when they already were."""
+    exists = db.session.scalar(select(ReportFollower.id).where(
+        ReportFollower.report_id == report_id, ReportFollower.user_id == user_id))
+    if exists is None:
+        db.session.add(ReportFollower(report_id=report_id, user_id=user_id))
+    return exists is None
+
+
+def urge(*, report_id: int, user_id: int) -> ReportEvent:
+    """A chase-up (催办): at most one per report every 30 minutes; notifies the handlers."""
+    report = load_report(report_id)
+    if report.reporter_id != user_id:
+        raise NotFound("找不到该报告", code="report_not_found")
+    if report.status not in OPEN_STATUSES:
+        raise Conflict("该报告已处理完毕，无需催办", code="report_not_open")
+    key = f"{ratelimit.PREFIX}urge:{report.id}"
+    if not redis_store.client.set(key, b"1", nx=True, ex=int(URGE_INTERVAL.total_seconds())):
+        raise ratelimit.RateLimited("30 分钟内只能催办一次", retry_after=ratelimit.retry_after(
+            f"urge:{report.id}"))
+    report.last_urged_at = now()
+    event = None
+    for ticket in _active_tickets(report):
+        event = record_event(report, "urge", actor_id=user_id, ticket=ticket, note="居民催办")
+        outbox.add_job("notify_ticket_org", ticket_id=ticket.id, event_id=event.id)
+    event = event or record_event(report, "urge", actor_id=user_id, note="居民催办")
+    outbox.commit()
+    return event
+
+
+def _active_tickets(report: Report) -> list[Ticket]:
+    return [t for t in report.tickets if t.status in TICKET_PROGRESS and t.status != TS.CLOSED]
+
+
+def feedback(*, report_id: int, user_id: int, fixed: bool, rating: int | None,
+             comment: str | None) -> Report:
+    """The reporter confirms the fix (closes) or says it is not fixed (reopens)."""
+    report = load_report(report_id)
+    if report.reporter_id != user_id:
+        if can_view(report, user_id):
+            raise Forbidden("只有报告人可以评价", code="not_reporter")
+        raise NotFound("找不到该报告", code="report_not_found")
+    if report.feedback_at is not None and (report.resolved_at is None
+                                           or report.feedback_at >= report.resolved_at):
+        raise Conflict("已经评价过了", code="feedback_exists")  # this resolution has its answer
+    if report.status != RS.RESOLVED:
+        raise Conflict("问题尚未处理完毕，暂不能评价", code="not_resolved")
+    report.fixed, report.rating = fixed, rating
+    report.feedback_comment, report.feedback_at = comment, now()
+    record_event(report, "feedback", actor_id=user_id, note=comment or "",
+                 data={"fixed": fixed, "rating": rating})
+    close_or_reopen(report, fixed=fixed, actor_id=user_id, note=comment or "")
+    outbox.commit()
+    return load_report(report.id)
+
+
+def close_or_reopen(report: Report, *, fixed: bool, actor_id: int | None, note: str) -> None:
+    """Close the report and its resolved tickets, or send those tickets back to the handler."""
+    from app.services.tickets import move_ticket
+
+    for ticket in report.tickets:
+        if ticket.status == TS.RESOLVED:
+            event = move_ticket(ticket, "close" if fixed else "reopen", actor_id=actor_id,
+                                note=note, public=True)
+            if not fixed:
+                outbox.add_job("notify_ticket_org", ticket_id=ticket.id, event_id=event.id)
+    sync_report_status(report, list(report.tickets), actor_id=actor_id, note=note)
+
+
+def auto_close_resolved(*, older_than: timedelta = FEEDBACK_WINDOW, limit: int = 500) -> int:
+    """Close reports resolved over 7 days ago without feedback; returns how many."""
+    cutoff = now() - older_than
+    ids = list(db.session.scalars(select(Report.id).where(
+        Report.status == RS.RESOLVED, Report.resolved_at < cutoff).limit(limit)))
+    for report_id in ids:
+        report = load_report(report_id)
+        if report.status == RS.RESOLVED:
+            close_or_reopen(report, fixed=True, actor_id=None, note="7 天未评价，系统自动结案")
+            outbox.commit()
+    return len(ids)

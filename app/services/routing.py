@@ -1,0 +1,122 @@
+"""Routing: the first matching rule names the orgs that get a ticket for a report."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from app.extensions import db
+from app.models import Building, MicroGrid, Org, OrgType
+from app.models.reports import Report, ReportCategory, ReportStatus, RoutingRule, Ticket
+from app.services import outbox
+from app.services.reports import now, record_event, sync_report_status
+
+MAX_ACCEPT_WINDOW = timedelta(hours=2)
+
+
+class NoRouteError(RuntimeError):
+    """Neither a rule nor the community office can take the report."""
+
+
+def route_report(report_id: int) -> list[Ticket]:
+    """Open one ticket per target org (idempotent), then mark the report routed."""
+    report = db.session.scalar(select(Report).where(Report.id == report_id).with_for_update())
+    if report is None:
+        return []
+    if report.status != ReportStatus.SUBMITTED:
+        db.session.rollback()
+        return list(db.session.scalars(select(Ticket).where(Ticket.report_id == report_id)))
+    rule = match_rule(report)
+    orgs = resolve_targets(report, rule)
+    copy_grid_worker = bool(rule and rule.copy_grid_worker)
+    tickets = [open_ticket(report, org, actor_id=None, copy_grid_worker=copy_grid_worker)
+               for org in orgs]
+    sync_report_status(report, tickets, actor_id=None,
+                       note="已派发给" + "、".join(org.name for org in orgs))
+    outbox.commit()
+    return tickets
+
+
+def match_rule(report: Report) -> RoutingRule | None:
+    """The first active rule (by position) matching the category and area."""
+    micro_grid_id = _micro_grid_of(report)
+    rules = db.session.scalars(
+        select(RoutingRule).where(RoutingRule.community_id == report.community_id,
+                                  RoutingRule.is_active.is_(True))
+        .options(selectinload(RoutingRule.targets)).order_by(RoutingRule.position))
+    for rule in rules:
+        if rule.category_id not in (None, report.category_id):
+            continue
+        if rule.micro_grid_id not in (None, micro_grid_id):
+            continue
+        if rule.building_id not in (None, report.building_id):
+            continue
+        return rule
+    return None
+
+
+def _micro_grid_of(report: Report) -> int | None:
+    if report.building_id is None:
+        return None
+    return db.session.scalar(select(Building.micro_grid_id).where(
+        Building.id == report.building_id))
+
+
+def resolve_targets(report: Report, rule: RoutingRule | None) -> list[Org]:
+    """The rule's orgs (org types resolved in the community); the office when nothing matches."""
+    targets: list[Org] = []
+    for target in (rule.targets if rule else []):
+        if target.org_id is not None:
+            targets += [db.session.get(Org, target.org_id)]
+        else:
+            targets += _orgs_of_type(report.community_id, target.org_type)
+    if not targets:
+        targets = _orgs_of_type(report.community_id, OrgType.COMMUNITY_OFFICE)
+    if not targets:
+        raise NoRouteError(f"community {report.community_id} has no community office")
+    unique = {org.id: org for org in targets if org is not None}
+    return list(unique.values())
+
+
+def _orgs_of_type(community_id: int, org_type: str) -> list[Org]:
+    return list(db.session.scalars(select(Org).where(
+        Org.community_id == community_id, Org.type == OrgType(org_type)).order_by(Org.id)))
+
+
+def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "",
+                copy_grid_worker: bool = False) -> Ticket:
+    """The report's ticket for `org`, created once (unique on report and org)."""
+    existing = db.session.scalar(select(Ticket).where(Ticket.report_id == report.id,
+                                                      Ticket.org_id == org.id))
+    if existing is not None:
+        return existing
+    category = db.session.get(ReportCategory, report.category_id)
+    micro_grid_id = _micro_grid_of(report)
+    stamp, sla = now(), timedelta(hours=category.sla_hours)
+    ticket = Ticket(community_id=report.community_id, report_id=report.id, org_id=org.id,
+                    category_id=report.category_id, building_id=report.building_id,
+                    micro_grid_id=micro_grid_id, created_at=stamp,
+                    accept_by=stamp + min(MAX_ACCEPT_WINDOW, sla / 4), expected_at=stamp + sla,
+                    grid_worker_id=_grid_worker(micro_grid_id) if copy_grid_worker else None)
+    try:
+        with db.session.begin_nested():
+            db.session.add(ticket)
+    except IntegrityError:  # another run of the job got there first
+        return db.session.scalar(select(Ticket).where(Ticket.report_id == report.id,
+                                                      Ticket.org_id == org.id))
+    event = record_event(report, "route", actor_id=actor_id, ticket=ticket,
+                         to_status=str(ticket.status), note=note or f"已派发给{org.name}")
+    outbox.add_job("notify_ticket_org", ticket_id=ticket.id, event_id=event.id)
+    if org.webhook_url:
+        outbox.add_job("deliver_webhook", queue="low", ticket_id=ticket.id, event_id=event.id)
+    return ticket
+
+
+def _grid_worker(micro_grid_id: int | None) -> int | None:
+    if micro_grid_id is None:
+        return None
+    return db.session.scalar(select(MicroGrid.grid_worker_id).where(
+        MicroGrid.id == micro_grid_id))

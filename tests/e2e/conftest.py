@@ -1,0 +1,114 @@
+"""End-to-end fixtures: the mock WeChat API on a port, a real `python -m workers` process, and
+an app whose jobs go to RQ (not in-process). Only on PostgreSQL + Redis (marks postgres, redis,
+worker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app import create_app
+from app.extensions import db, redis_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], object], *, timeout: float = 15, every: float = 0.1):
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def wechat_server():
+    """The mock WeChat API served on its own port, as a separate process."""
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "miniprogram_mock.wechat_server", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(base), timeout=15)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/_mock/messages", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def e2e_app(app, wechat_server):
+    """An app on the same database and Redis whose jobs go to RQ for the worker process."""
+    e2e = create_app({
+        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": app.config["REDIS_URL"],
+        "RQ_ASYNC": True,
+        "WX_API_BASE": wechat_server,
+        "UPLOAD_DIR": app.config["UPLOAD_DIR"],
+    })
+    with e2e.app_context():
+        yield e2e
+        db.session.remove()
+        db.engine.dispose()
+        redis_store.client.close()
+
+
+@pytest.fixture
+def worker_env(app, wechat_server, tmp_path):
+    """Environment for worker processes of this test run."""
+    return dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+                REDIS_URL=app.config["REDIS_URL"], WX_API_BASE=wechat_server,
+                UPLOAD_DIR=app.config["UPLOAD_DIR"], LINLI_ENV="testing")
+
+
+@pytest.fixture
+def start_worker(worker_env, tmp_path):
+    """Start `python -m workers` processes; all are stopped when the test ends."""
+    procs: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(procs)}.log", "w")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "workers"], cwd=ROOT, env=worker_env,
+            stdout=log, stderr=subprocess.STDOUT)
+        proc.log_file = log
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.log_file.close()

@@ -1,0 +1,53 @@
+"""Periodic jobs on RQ's scheduler: each tick books the next one, then does its work.
+
+A Redis key per (job, time slot) makes sure that however many workers book ticks, each job runs
+once per slot. Workers book every job at start and during RQ's maintenance, so the chains
+restart after Redis is flushed.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from rq import Queue, get_current_job
+
+from app.extensions import redis_store
+from workers.jobs import app_context, get_job
+
+# job name → interval in seconds
+PERIODIC = {
+    "outbox_relay": 30,
+    "escalate_overdue": 300,
+    "auto_close_reports": 3600,
+}
+SLOT_KEY = "linli:periodic:{}:{}"
+
+
+def periodic_tick(name: str, interval: int) -> int:
+    """Book the next tick of `name`, then run it; booking first keeps the chain alive."""
+    current = get_current_job()
+    queue_name = current.origin if current is not None else "low"
+    with app_context():
+        book_tick(Queue(queue_name, connection=redis_store.client), name, interval)
+        return get_job(name)()
+
+
+def book_tick(queue: Queue, name: str, interval: int, *, now: bool = False) -> bool:
+    """Schedule the tick of the next slot (or one now) unless another worker already did."""
+    slot = int(time.time() // interval) + (0 if now else 1)
+    if not queue.connection.set(SLOT_KEY.format(name, slot), queue.name, nx=True,
+                                ex=interval * 4):
+        return False
+    options = {"job_id": f"{name.replace('_', '-')}-{slot}", "result_ttl": interval * 4}
+    if now:
+        queue.enqueue(periodic_tick, name, interval, **options)
+    else:
+        queue.enqueue_at(datetime.fromtimestamp(slot * interval, UTC), periodic_tick, name,
+                         interval, **options)
+    return True
+
+
+def book_all(queue: Queue, *, now: bool = True) -> int:
+    """Book every periodic job; returns how many were newly booked."""
+    return sum(book_tick(queue, name, interval, now=now) for name, interval in PERIODIC.items())
