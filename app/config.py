@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -52,11 +53,20 @@ def load_config(overrides: dict | None = None) -> dict:
         "WX_SECRET": _env("WX_SECRET", DEV_WX_SECRET),
         "WX_API_BASE": _env("WX_API_BASE", MOCK_WX_API_BASE),
         "WX_TIMEOUT_SECONDS": float(_env("WX_TIMEOUT_SECONDS", "5")),
+        "WX_TEMPLATES": json.loads(_env("WX_TEMPLATES", "{}")),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 12 * 1024 * 1024),
         "LOGIN_MAX_FAILURES": _int("LOGIN_MAX_FAILURES", 5),
         "LOGIN_FAILURE_WINDOW_SECONDS": _int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
         "DEFAULT_TIMEZONE": _env("DEFAULT_TIMEZONE", "Asia/Shanghai"),
         "UPLOAD_DIR": _env("UPLOAD_DIR", str(INSTANCE_DIR / "uploads")),
+        "UPLOAD_MAX_BYTES": _int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        "UPLOAD_MAX_PIXELS": _int("UPLOAD_MAX_PIXELS", 40_000_000),
+        "UPLOAD_RATE_LIMIT": _int("UPLOAD_RATE_LIMIT", 60),
+        "UPLOAD_RATE_WINDOW_SECONDS": _int("UPLOAD_RATE_WINDOW_SECONDS", 3600),
+        "MEDIA_BASE_URL": _env("MEDIA_BASE_URL", ""),
+        "OUTBOX_RETRY_INTERVALS": [
+            int(v) for v in _env("OUTBOX_RETRY_INTERVALS", "5,30,120,600,1800").split(",")],
+        "RQ_ASYNC": _env("RQ_ASYNC", "true").lower() not in ("0", "false", "no"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
         # flask-smorest / OpenAPI
         "API_TITLE": "Linli API",

@@ -37,7 +37,7 @@ def _reset_schema(app) -> None:
             with db.engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
-        upgrade()
+        upgrade(revision="heads")
 
 
 @pytest.fixture(scope="session")

@@ -14,16 +14,14 @@ from app.models import Membership, Notification, User
 
 log = logging.getLogger(__name__)
 
-# Subscribe-message templates by kind; ids come from the mini-program's WeChat console.
-DEFAULT_TEMPLATES = {
-    "report_update": "tmpl-report-status",
-    "report_resolved": "tmpl-report-resolved",
-}
-
-
 def template_id(kind: str) -> str | None:
-    """The subscribe-message template configured for a kind of notification."""
-    return current_app.config.get("WX_TEMPLATES", DEFAULT_TEMPLATES).get(kind)
+    """The subscribe-message template of a kind of notification.
+
+    Real ids come from the mini-program's WeChat console through the WX_TEMPLATES setting
+    (JSON: {"report_update": "<id>", ...}); in development every kind has a mock id.
+    """
+    configured = current_app.config.get("WX_TEMPLATES") or {}
+    return configured.get(kind) or f"tmpl-{kind.replace('_', '-')}"
 
 
 def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: str,
