@@ -18,4 +18,13 @@ def register(app: Flask) -> None:
 
 
 # Each entry is a package app/blueprints/<name>/ with routes.py exposing `blp`.
-BLUEPRINTS: list[str] = ["auth", "me", "community", "uploads", "reports", "tickets", "admin"]
+BLUEPRINTS: list[str] = [
+    "auth",
+    "me",
+    "community",
+    "uploads",
+    "reports",
+    "tickets",
+    "admin",
+    "notifications",
+]

@@ -5,14 +5,101 @@ from __future__ import annotations
 import logging
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import APIError
+from app.errors import APIError, ValidationFailed
 from app.extensions import db
-from app.models import Membership, Notification, User
+from app.models import Membership, Notification, NotificationPreference, User, utcnow
+from app.pagination import keyset_page
 
 log = logging.getLogger(__name__)
+
+# What a resident can switch WeChat messages on or off for, by the prefix of a kind.
+GROUPS = {
+    "report": "随手拍进展",
+    "booking": "预约服务",
+    "activity": "活动报名",
+    "timebank": "时间银行",
+    "order": "食堂订单",
+    "alarm": "安全守护",
+}
+ALWAYS_ON = {"alarm"}  # safety messages cannot be switched off
+GROUP_OF_PREFIX = {"report": "report", "booking": "booking", "activity": "activity",
+                   "signup": "activity", "timebank": "timebank", "redemption": "timebank",
+                   "order": "order", "canteen": "order", "alarm": "alarm"}
+
+
+def group_of(kind: str) -> str:
+    """The preference group of a notification kind (report_update → report)."""
+    return GROUP_OF_PREFIX.get(kind.split("_", 1)[0], "other")
+
+
+def wechat_wanted(user_id: int, kind: str) -> bool:
+    """Whether the user lets this kind reach them as a WeChat subscribe message."""
+    group = group_of(kind)
+    if group in ALWAYS_ON:
+        return True
+    choice = db.session.scalar(select(NotificationPreference.wechat).where(
+        NotificationPreference.user_id == user_id, NotificationPreference.group == group))
+    return choice is not False
+
+
+def preferences(user_id: int) -> list[dict]:
+    """Every group with the user's choice (on unless switched off)."""
+    chosen = dict(db.session.execute(select(
+        NotificationPreference.group, NotificationPreference.wechat).where(
+        NotificationPreference.user_id == user_id)).all())
+    return [{"group": g, "label": label, "wechat": g in ALWAYS_ON or chosen.get(g, True),
+             "can_disable": g not in ALWAYS_ON} for g, label in GROUPS.items()]
+
+
+def set_preferences(user_id: int, choices: dict[str, bool]) -> list[dict]:
+    """Save the user's choices; unknown groups and switching off safety messages are 422."""
+    unknown = sorted(set(choices) - set(GROUPS))
+    if unknown:
+        raise ValidationFailed("未知的通知类型", code="unknown_group",
+                               details={"fields": {g: ["未知的通知类型"] for g in unknown}})
+    if any(g in ALWAYS_ON and not on for g, on in choices.items()):
+        raise ValidationFailed("安全守护通知不能关闭", code="cannot_disable",
+                               details={"fields": {"alarm": ["安全守护通知不能关闭"]}})
+    for group, on in choices.items():
+        row = db.session.scalar(select(NotificationPreference).where(
+            NotificationPreference.user_id == user_id, NotificationPreference.group == group))
+        if row is None:
+            db.session.add(NotificationPreference(user_id=user_id, group=group, wechat=on))
+        else:
+            row.wechat = on
+    db.session.commit()
+    return preferences(user_id)
+
+
+def inbox(*, user_id: int, cursor: str | None, limit: int,
+          unread_only: bool = False) -> tuple[list[Notification], str | None]:
+    """The user's notifications, newest first."""
+    stmt = select(Notification).where(Notification.user_id == user_id)
+    if unread_only:
+        stmt = stmt.where(Notification.read_at.is_(None))
+    return keyset_page(stmt, columns=[Notification.created_at, Notification.id], cursor=cursor,
+                       limit=limit)
+
+
+def unread_count(user_id: int) -> int:
+    """How many of the user's notifications are unread."""
+    return db.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.user_id == user_id, Notification.read_at.is_(None))) or 0
+
+
+def mark_read(*, user_id: int, ids: list[int] | None = None, everything: bool = False) -> int:
+    """Mark the user's own notifications read; ids of others are ignored. Returns how many."""
+    stmt = update(Notification).where(Notification.user_id == user_id,
+                                      Notification.read_at.is_(None))
+    if not everything:
+        stmt = stmt.where(Notification.id.in_(ids or []))
+    changed = db.session.execute(stmt.values(read_at=utcnow())).rowcount
+    db.session.commit()
+    return changed
+
 
 def template_id(kind: str) -> str | None:
     """The subscribe-message template of a kind of notification.
@@ -35,7 +122,9 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
             db.session.add(note)
     except IntegrityError:
         return None  # already sent: a retried job must not message twice
-    if wx_data is not None:
+    if wx_data is not None and not wechat_wanted(user_id, kind):
+        note.wx_status = "off"  # the resident switched this kind off
+    elif wx_data is not None:
         _send_subscribe(note, kind, wx_data, page)
     db.session.commit()
     return note
