@@ -10,6 +10,7 @@ def register(app: Flask) -> None:
     register_account_commands(app)
     register_outbox_commands(app)
     register_open311_commands(app)
+    register_screen_commands(app)
 
 
 def register_account_commands(app: Flask) -> None:
@@ -133,3 +134,23 @@ def register_open311_commands(app: Flask) -> None:
         click.echo(f"Open311 key #{row.id} for {org_code}" + (f" ({name})" if name else "")
                    + " - shown once, store it now:")
         click.echo(api_key)
+
+
+def register_screen_commands(app: Flask) -> None:
+    """screen-token."""
+    import click
+
+    from app.errors import APIError
+
+    @app.cli.command("screen-token")
+    @click.option("--community", "community_code", required=True, help="community code, e.g. zpq")
+    def screen_token(community_code: str) -> None:
+        """Issue a new token for the community's big screen (the old one stops working)."""
+        from app.services.screen import issue_token
+
+        try:
+            token = issue_token(community_code)
+        except APIError as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"screen token for {community_code}: {token}")
+        click.echo(f"open http://127.0.0.1:5000/screen?token={token}")

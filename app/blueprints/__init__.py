@@ -12,6 +12,9 @@ def register(app: Flask) -> None:
     from app.extensions import api
 
     app.register_blueprint(ops_blp)
+    from app.blueprints.screen.routes import page as screen_page
+
+    app.add_url_rule("/screen", "screen_page", screen_page)
     app.register_blueprint(open311_blp)
     for module in BLUEPRINTS:
         api.register_blueprint(__import__(f"app.blueprints.{module}.routes", fromlist=["blp"]).blp)
@@ -27,4 +30,5 @@ BLUEPRINTS: list[str] = [
     "tickets",
     "admin",
     "notifications",
+    "screen",
 ]

@@ -22,6 +22,8 @@ class Community(Base):
     center_lat: Mapped[float | None] = mapped_column(Float)
     center_lng: Mapped[float | None] = mapped_column(Float)
     radius_m: Mapped[int] = mapped_column(Integer, default=1500)
+    screen_token_hash: Mapped[str | None] = mapped_column(
+        String(64), doc="sha256 of the big screen's token; the token itself is never stored")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,0 +1,102 @@
+"""The big screen: token-protected summary and stream, and never anything personal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.services import screen
+from app.services.report_catalogue import ensure_categories, ensure_routing_rules
+from app.services.reports import submit_report
+from tests import factories as f
+
+
+@pytest.fixture
+def place(app, runner):
+    comm = f.community(code="scr")
+    bld = f.building(comm, name="7号楼")
+    f.org(comm, "property_company")
+    f.org(comm, "community_office")
+    ensure_categories()
+    ensure_routing_rules(comm)
+    person = f.resident(comm, display_name="王秀英", phone="13812345678")
+    out = runner.invoke(args=["screen-token", "--community", "scr"])
+    assert out.exit_code == 0, out.output
+    token = out.output.split("screen token for scr: ")[1].split()[0]
+    return {"comm": comm, "bld": bld, "person": person, "token": token}
+
+
+def report(place, category="broken_facility", description="健身器材坏了"):
+    return submit_report(reporter_id=place["person"].id, category=category,
+                         description=description, photo_ids=[], building_id=place["bld"].id)
+
+
+def test_summary_needs_the_token(client, place):
+    r = client.get("/api/v1/screen/summary")
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "screen_token_missing"
+    r = client.get("/api/v1/screen/summary?token=wrong")
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "screen_token_invalid"
+    assert client.get("/screen?token=wrong").status_code == 401
+
+
+def test_summary_counts_public_reports_and_shows_nothing_personal(client, place):
+    report(place)
+    report(place, "noise", "楼上装修太吵")
+    report(place, "neighbour_dispute", "与邻居因漏水起争执")
+    r = client.get(f"/api/v1/screen/summary?token={place['token']}")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["reports"]["today_total"] == 2
+    assert set(body["reports"]["today_by_category"]) == {"公共设施损坏", "噪音扰民"}
+    assert [i["category"] for i in body["reports"]["recent"]] == ["噪音扰民", "公共设施损坏"]
+    assert body["reports"]["recent"][0]["building"] == "7号楼"
+    text = r.get_data(as_text=True)
+    for secret in ("王秀英", "13812345678", "邻里纠纷", "与邻居因漏水起争执", "楼上装修太吵"):
+        assert secret not in text
+
+
+def test_a_new_token_replaces_the_old(client, runner, place):
+    runner.invoke(args=["screen-token", "--community", "scr"])
+    assert client.get(f"/api/v1/screen/summary?token={place['token']}").status_code == 401
+
+
+def test_stream_sends_the_summary_then_each_new_public_report(client, place, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    r = client.get(f"/api/v1/screen/stream?token={place['token']}&max_seconds=30",
+                   buffered=False)
+    assert r.status_code == 200 and r.mimetype == "text/event-stream"
+    events = iter(r.response)
+    assert next(events).startswith("retry:")
+    first = next(events)
+    assert first.startswith("id: ") and "event: summary" in first
+
+    report(place, "neighbour_dispute", "私事")
+    new = report(place)
+    chunk = next(events)
+    while chunk.startswith(":"):
+        chunk = next(events)
+    assert f"id: {new.id}\n" in chunk and "event: report" in chunk
+    data = json.loads(chunk.split("data: ", 1)[1])
+    assert data["category"] == "公共设施损坏" and data["status_label"]
+    r.close()
+
+
+def test_stream_resumes_after_last_event_id(client, place, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    missed = report(place)
+    r = client.get(f"/api/v1/screen/stream?token={place['token']}&max_seconds=30",
+                   headers={"Last-Event-ID": str(missed.id - 1)}, buffered=False)
+    events = iter(r.response)
+    next(events), next(events)
+    assert f"id: {missed.id}\n" in next(events)
+    r.close()
+
+
+def test_page_is_served_with_a_valid_token(client, place):
+    r = client.get(f"/screen?token={place['token']}")
+    assert r.status_code == 200 and "社区数据大屏" in r.get_data(as_text=True)
+
+
+def test_sections_are_registered():
+    assert {"reports", "overdue_by_org"} <= set(screen.SECTIONS)
