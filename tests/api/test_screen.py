@@ -66,7 +66,7 @@ def test_stream_sends_the_summary_then_each_new_public_report(client, place, mon
     r = client.get(f"/api/v1/screen/stream?token={place['token']}&max_seconds=30",
                    buffered=False)
     assert r.status_code == 200 and r.mimetype == "text/event-stream"
-    events = iter(r.response)
+    events = (chunk.decode() for chunk in r.response)
     assert next(events).startswith("retry:")
     first = next(events)
     assert first.startswith("id: ") and "event: summary" in first
@@ -87,7 +87,7 @@ def test_stream_resumes_after_last_event_id(client, place, monkeypatch):
     missed = report(place)
     r = client.get(f"/api/v1/screen/stream?token={place['token']}&max_seconds=30",
                    headers={"Last-Event-ID": str(missed.id - 1)}, buffered=False)
-    events = iter(r.response)
+    events = (chunk.decode() for chunk in r.response)
     next(events), next(events)
     assert f"id: {missed.id}\n" in next(events)
     r.close()
