@@ -31,4 +31,5 @@ BLUEPRINTS: list[str] = [
     "admin",
     "notifications",
     "screen",
+    "notices",
 ]

@@ -13,6 +13,7 @@ from app.models.accounts import (
 from app.models.base import Base, utcnow
 from app.models.community import Building, Community, Grid, Household, MicroGrid
 from app.models.idempotency import IdempotencyRecord
+from app.models.notices import Notice
 from app.models.notifications import Notification, NotificationPreference
 from app.models.open311 import Open311Key
 from app.models.outbox import OutboxMessage, OutboxStatus
@@ -42,6 +43,7 @@ __all__ = [
     "Membership",
     "MicroGrid",
     "Open311Key",
+    "Notice",
     "Notification",
     "NotificationPreference",
     "Org",
