@@ -141,3 +141,31 @@ def register_request_hooks(app: Flask) -> None:
     def _echo_request_id(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
         return response
+
+    @app.after_request
+    def _security_headers(response):
+        return add_security_headers(response, request.path)
+
+
+# Pages a browser renders get a Content-Security-Policy; JSON gets the basic headers. No CORS:
+# the mini-program is not a browser origin and the big screen is served from this origin.
+PAGE_POLICIES = {
+    "/screen": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "/docs": "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+             "img-src 'self' data: https://cdn.jsdelivr.net; connect-src 'self'; "
+             "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def add_security_headers(response, path: str):
+    """nosniff, no referrer, no framing everywhere; a CSP on the pages."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    policy = PAGE_POLICIES.get(path.rstrip("/"))
+    if policy:
+        response.headers["Content-Security-Policy"] = policy
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

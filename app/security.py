@@ -41,7 +41,22 @@ def role_required(*roles: str, org_types: Iterable[str] | None = None) -> Callab
             return fn(*args, **kwargs)
 
         document_security(wrapper, sorted(allowed))
+        wrapper._linli_access = "roles: " + ", ".join(sorted(allowed))
         return wrapper
+
+    return decorator
+
+
+def access(rule: str) -> Callable:
+    """Declare who may call a route that is not behind role_required, and why.
+
+    e.g. @access("public: health probe"), @access("screen token"), @access("Open311 api_key").
+    A test walks the URL map and fails on any route without a declaration.
+    """
+
+    def decorator(fn: Callable) -> Callable:
+        fn._linli_access = rule
+        return fn
 
     return decorator
 

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.errors import HTTP_CODES, APIError
 from app.models.reports import Report, ReportCategory
+from app.security import access
 from app.services import open311
 from app.services.uploads import media_url
 
@@ -86,6 +87,7 @@ def _accept(fmt: str, *methods: str) -> None:
 
 
 @blp.route("/v2/services.<fmt>", methods=ALL_METHODS)
+@access("Open311: public reads; api_key for POST")
 def services(fmt: str):
     """Every active, non-private category as an Open311 service."""
     _accept(fmt, "GET")
@@ -93,6 +95,7 @@ def services(fmt: str):
 
 
 @blp.route("/v2/services/<code>.<fmt>", methods=ALL_METHODS)
+@access("Open311: public reads; api_key for POST")
 def service_definition(code: str, fmt: str):
     """A service's attributes (the category's extra fields)."""
     _accept(fmt, "GET")
@@ -101,6 +104,7 @@ def service_definition(code: str, fmt: str):
 
 
 @blp.route("/v2/requests.<fmt>", methods=ALL_METHODS)
+@access("Open311: public reads; api_key for POST")
 def requests_(fmt: str):
     """GET: search service requests. POST: file one (form-encoded, with an api_key)."""
     _accept(fmt, "GET", "POST")
@@ -129,6 +133,7 @@ def _create_request():
 
 
 @blp.route("/v2/requests/<request_id>.<fmt>", methods=ALL_METHODS)
+@access("Open311: public reads; api_key for POST")
 def request_detail(request_id: str, fmt: str):
     """One service request, as a one-element array."""
     _accept(fmt, "GET")
@@ -139,6 +144,7 @@ def request_detail(request_id: str, fmt: str):
 
 @blp.route("/", defaults={"rest": ""}, methods=ALL_METHODS, strict_slashes=False)
 @blp.route("/<path:rest>", methods=ALL_METHODS)
+@access("Open311: public reads; api_key for POST")
 def not_found(rest: str):
     """Anything else under /open311 is a 404 in the Open311 format."""
     raise Open311Error(404, "找不到该资源")

@@ -6,17 +6,20 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from app.extensions import db, redis_store
+from app.security import access
 
 blp = Blueprint("ops", __name__)
 
 
 @blp.get("/healthz")
+@access("public: liveness probe")
 def healthz():
     """The process is up."""
     return jsonify(status="ok")
 
 
 @blp.get("/readyz")
+@access("public: readiness probe (names failing dependencies only)")
 def readyz():
     """The database and Redis answer; 503 naming the one that does not."""
     checks = {}

@@ -16,7 +16,7 @@ from app.blueprints.auth.schemas import (
     WxLoginSchema,
 )
 from app.blueprints.me.schemas import UserSchema
-from app.security import RESIDENT, current_user_id, document_security, role_required
+from app.security import RESIDENT, access, current_user_id, document_security, role_required
 from app.services import accounts
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in and tokens")
@@ -24,6 +24,7 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-i
 
 @blp.route("/wx-login")
 class WxLogin(MethodView):
+    @access("public: exchanges a WeChat login code")
     @blp.arguments(WxLoginSchema)
     @blp.response(200, TokenPairSchema)
     def post(self, body):
@@ -34,6 +35,7 @@ class WxLogin(MethodView):
 
 @blp.route("/staff-login")
 class StaffLogin(MethodView):
+    @access("public: staff password, rate-limited")
     @blp.arguments(StaffLoginSchema)
     @blp.response(200, TokenPairSchema)
     def post(self, body):
@@ -46,6 +48,7 @@ class StaffLogin(MethodView):
 
 @blp.route("/refresh")
 class Refresh(MethodView):
+    @access("refresh token")
     @jwt_required(refresh=True)
     @blp.response(200, AccessTokenSchema)
     def post(self):
@@ -58,6 +61,7 @@ document_security(Refresh.post, ["refresh token"])
 
 @blp.route("/logout")
 class Logout(MethodView):
+    @access("any valid access token")
     @jwt_required()
     @blp.arguments(LogoutSchema)
     @blp.response(204)

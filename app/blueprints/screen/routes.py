@@ -6,6 +6,7 @@ from flask import Response, render_template, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.security import access
 from app.services import screen
 
 blp = Blueprint("screen", __name__, url_prefix="/api/v1/screen",
@@ -20,6 +21,7 @@ def screen_token() -> str | None:
 
 @blp.route("/summary")
 class Summary(MethodView):
+    @access("screen token")
     @blp.response(200)
     def get(self):
         """Everything the screen shows at first paint."""
@@ -28,6 +30,7 @@ class Summary(MethodView):
 
 @blp.route("/stream")
 class Stream(MethodView):
+    @access("screen token")
     @blp.response(200, content_type="text/event-stream")
     def get(self):
         """Server-Sent Events: `report` for each new public report, `summary` periodically."""
@@ -48,6 +51,7 @@ def stream_seconds(value: str | None) -> float:
         return 3600.0
 
 
+@access("screen token")
 def page():
     """The wall display page itself (1920×1080, plain HTML/JS/CSS)."""
     screen.community_for_token(screen_token())

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.blueprints.uploads.schemas import UploadFormSchema, UploadSchema
-from app.security import RESIDENT, current_user_id, role_required
+from app.security import RESIDENT, access, current_user_id, role_required
 from app.services import uploads
 
 blp = Blueprint("uploads", __name__, description="Photo uploads and the media they are served from")
@@ -27,6 +27,7 @@ class Uploads(MethodView):
 
 @blp.route("/media/<string:digest>.jpg")
 class Media(MethodView):
+    @access("public: content-addressed image, unguessable 256-bit name, no metadata")
     def get(self, digest):
         """A stored image by its sha256: public, immutable, cacheable forever."""
         response = Response(uploads.media_bytes(digest), mimetype=uploads.MIME_TYPE)
