@@ -42,9 +42,13 @@ class RedisState:
     def __init__(self, app: Flask) -> None:
         url = app.config.get("REDIS_URL")
         if url:
-            self.client: redis.Redis = redis.Redis.from_url(
-                url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+            # A blocking pool: a burst of concurrent requests waits briefly for a connection
+            # instead of failing at once when the pool is exhausted.
+            pool = redis.BlockingConnectionPool.from_url(
+                url, max_connections=app.config.get("REDIS_MAX_CONNECTIONS", 200), timeout=5,
+                socket_timeout=2, socket_connect_timeout=2, health_check_interval=30,
             )
+            self.client: redis.Redis = redis.Redis(connection_pool=pool)
         else:
             self.client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         self.is_fake = not url
