@@ -7,12 +7,14 @@ import re
 import uuid
 
 from flask import Flask, g, request
+from werkzeug.routing import IntegerConverter
 
 from app.config import load_config
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 FORM_ENDPOINT_PREFIXES = ("/open311/",)
+MAX_DATABASE_ID = 2**31 - 1  # PostgreSQL `integer`, the type of every primary key
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -22,9 +24,11 @@ def create_app(config: dict | None = None) -> Flask:
     register_logging(app)
     register_extensions(app)
     register_request_hooks(app)
+    register_converters(app)
     register_blueprints(app)
     register_errors(app)
     register_commands(app)
+    register_benchmark(app)
     return app
 
 
@@ -48,6 +52,22 @@ def register_extensions(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     _sqlite_pragmas(app)
+    _cache_hooks()
+
+
+_HOOKS_INSTALLED = False
+
+
+def _cache_hooks() -> None:
+    """Bump cache generations after commits that wrote watched tables (once per process)."""
+    global _HOOKS_INSTALLED
+    if not _HOOKS_INSTALLED:
+        from sqlalchemy.orm import Session
+
+        from app.services.cache import install_session_hooks
+
+        install_session_hooks(Session)
+        _HOOKS_INSTALLED = True
 
 
 def _migrations_dir():
@@ -73,6 +93,22 @@ def _sqlite_pragmas(app: Flask) -> None:
             cur.close()
 
 
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:...>` in every route: ids beyond the database's integer range match no route (404).
+
+    Without the bound a fuzzed id such as 2**70 reached the database and failed there (500).
+    """
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", MAX_DATABASE_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def register_converters(app: Flask) -> None:
+    """URL converters shared by every blueprint (registered before any route)."""
+    app.url_map.converters["int"] = DatabaseIdConverter
+
+
 def register_blueprints(app: Flask) -> None:
     """Mount every blueprint (flask-smorest ones through the Api, so they are documented)."""
     from app.blueprints import register
@@ -92,6 +128,14 @@ def register_commands(app: Flask) -> None:
     from app.commands import register
 
     register(app)
+
+
+def register_benchmark(app: Flask) -> None:
+    """The benchmark's floor route and SQL statement header, only when LINLI_BENCH=1."""
+    from app import benchmark
+
+    if benchmark.enabled():
+        benchmark.register(app)
 
 
 class RequestIdFilter(logging.Filter):

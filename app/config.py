@@ -59,6 +59,8 @@ def load_config(overrides: dict | None = None) -> dict:
         "LOGIN_FAILURE_WINDOW_SECONDS": _int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
         "DEFAULT_TIMEZONE": _env("DEFAULT_TIMEZONE", "Asia/Shanghai"),
         "UPLOAD_DIR": _env("UPLOAD_DIR", str(INSTANCE_DIR / "uploads")),
+        "TIMEBANK_POINTS_PER_HOUR": _int("TIMEBANK_POINTS_PER_HOUR", 10),
+        "ACTIVITY_CHECKIN_GRACE_MINUTES": _int("ACTIVITY_CHECKIN_GRACE_MINUTES", 120),
         "UPLOAD_MAX_BYTES": _int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
         "UPLOAD_MAX_PIXELS": _int("UPLOAD_MAX_PIXELS", 40_000_000),
         "UPLOAD_RATE_LIMIT": _int("UPLOAD_RATE_LIMIT", 60),

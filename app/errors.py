@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,17 @@ class RateLimited(APIError):
 
 class UpstreamError(APIError):
     status, code, message = 502, "upstream_error", "外部服务暂时不可用，请稍后再试"
+
+
+class ServiceUnavailable(APIError):
+    status, code, message = 503, "service_unavailable", "服务暂时不可用，请稍后再试"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5, **kw) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))}, **kw)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code, message = "database_unavailable", "数据服务暂时不可用，请稍后再试"
 
 
 # Codes and Chinese messages for plain HTTP errors raised by Flask/werkzeug.
@@ -137,6 +151,34 @@ def register_error_handlers(app: Flask) -> None:
         _discard_unsaved_changes()
         return render_http_exception(exc)
 
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def _database_unavailable(exc: Exception):
+        # A dropped connection, a database down or restarting, an exhausted pool: the server
+        # rolled the transaction back, so nothing is half-written and the client may retry.
+        log.warning("database unavailable (request_id=%s): %s", getattr(g, "request_id", None),
+                    _first_line(exc), exc_info=not getattr(exc, "connection_invalidated", False))
+        return _api_error(DatabaseUnavailable())
+
+    @app.errorhandler(DataError)
+    @app.errorhandler(OverflowError)
+    def _value_out_of_range(exc: Exception):
+        # A value the database cannot hold (an id of 2**70, a text longer than its column)
+        # came from the caller: a 422, never a 500. Found by the fuzzer (tests/fuzz/).
+        log.info("value out of range (request_id=%s): %s", getattr(g, "request_id", None),
+                 _first_line(exc))
+        return _api_error(ValidationFailed("输入的数值或内容超出允许范围",
+                                           code="value_out_of_range"))
+
+    @app.errorhandler(RedisError)
+    def _redis_unavailable(exc: RedisError):
+        # Redis uses that can degrade do so where they are made (rate limits fail open, the
+        # outbox relays later); whatever cannot is a clean 503, never a 500.
+        log.warning("redis unavailable (request_id=%s): %s", getattr(g, "request_id", None),
+                    _first_line(exc))
+        return _api_error(ServiceUnavailable())
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         _discard_unsaved_changes()
@@ -145,6 +187,11 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(
             500, "internal_error", "服务器开小差了，请稍后再试", {"request_id": request_id}
         )
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's text (driver messages run over several lines)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _discard_unsaved_changes() -> None:

@@ -11,6 +11,7 @@ from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from rq import Queue
 
+from app.blueprints.common import ErrorSchema
 from app.errors import render_http_exception
 from app.models.base import Base
 
@@ -20,7 +21,14 @@ jwt = JWTManager()
 
 
 class LinliApi(Api):
-    """flask-smorest's Api, rendering its errors in the house error shape."""
+    """flask-smorest's Api, rendering and documenting its errors in the house error shape.
+
+    flask-smorest documents a `default` response on every operation (and the 422 of
+    @blp.arguments) with ERROR_SCHEMA, so this one assignment documents the one error shape
+    everywhere.
+    """
+
+    ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error):
         return render_http_exception(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from copy import deepcopy
 from datetime import UTC, datetime
@@ -9,9 +10,12 @@ from functools import wraps
 
 from flask import Flask
 from flask_jwt_extended import get_jwt, get_jwt_identity, verify_jwt_in_request
+from redis.exceptions import RedisError
 
-from app.errors import Forbidden, NotFound, Unauthorized, error_response
+from app.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized, error_response
 from app.extensions import db, jwt, redis_store
+
+log = logging.getLogger(__name__)
 
 RESIDENT = "resident"
 STAFF_KIND = "staff"
@@ -112,10 +116,33 @@ def require_community(obj, community_id: int | None):
 
 
 def revoke_token(claims: dict) -> None:
-    """Put a token's jti on the Redis blocklist for the rest of its lifetime."""
+    """Put a token's jti on the Redis blocklist for the rest of its lifetime (503 if Redis is down).
+
+    A logout that cannot be recorded is refused rather than reported as done.
+    """
     ttl = int(claims["exp"] - datetime.now(UTC).timestamp())
-    if ttl > 0:
+    if ttl <= 0:
+        return
+    try:
         redis_store.client.set(BLOCKLIST_PREFIX + claims["jti"], b"1", ex=ttl)
+    except RedisError as exc:
+        raise ServiceUnavailable("暂时无法退出登录，请稍后再试", code="logout_unavailable") from exc
+
+
+def is_revoked(payload: dict) -> bool:
+    """Whether a token is on the blocklist, deciding deliberately when Redis is down.
+
+    Access tokens fail open (they live 30 minutes; residents keep working through an outage);
+    refresh tokens fail closed with a 503, so a revoked 30-day token can mint nothing meanwhile.
+    """
+    try:
+        return redis_store.client.exists(BLOCKLIST_PREFIX + payload["jti"]) == 1
+    except RedisError as exc:
+        if payload.get("type") == "refresh":
+            raise ServiceUnavailable("暂时无法续期登录，请稍后再试",
+                                     code="token_check_unavailable") from exc
+        log.warning("token blocklist unavailable (Redis: %s); accepting access token", exc)
+        return False
 
 
 def register_jwt_handlers(app: Flask) -> None:
@@ -123,7 +150,7 @@ def register_jwt_handlers(app: Flask) -> None:
 
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header, payload):
-        return redis_store.client.exists(BLOCKLIST_PREFIX + payload["jti"]) == 1
+        return is_revoked(payload)
 
     @jwt.unauthorized_loader
     def _missing(reason):

@@ -25,7 +25,16 @@ Rules (so tests and scripted journeys can predict the answers):
   symbol 5, car_number 8, phone_number 17; time, date and unknown types unchecked) -> 47003.
 
 Control endpoints (not WeChat's): ``GET /_mock/messages?touser=``, ``GET /_mock/calls``,
-``POST /_mock/unsubscribe {"openid"}``, ``POST /_mock/reset``, ``POST /_mock/expire-tokens``.
+``POST /_mock/unsubscribe {"openid"}``, ``POST /_mock/reset``, ``POST /_mock/expire-tokens``,
+``GET/POST/DELETE /_mock/faults``.
+
+Faults (for fault-injection tests): ``POST /_mock/faults {"delay": 3, "status": 500,
+"errcode": 45011, "paths": ["/sns/jscode2session"], "times": 2}`` makes the next ``times``
+WeChat calls (all, when omitted) whose path starts with one of ``paths`` (any WeChat path, when
+omitted) wait ``delay`` seconds, then answer HTTP ``status`` with an empty body or, with
+``errcode``, WeChat's HTTP 200 error body; with neither they then answer normally. A faulted
+call is counted but has no other effect (no code used up, no message recorded).
+``DELETE /_mock/faults`` (or ``/_mock/reset``) ends them.
 """
 
 from __future__ import annotations
@@ -84,6 +93,47 @@ def wx_error(errcode: int, errmsg: str | None = None) -> dict:
 
 
 @dataclass
+class Fault:
+    """A way for the next WeChat calls to misbehave (see the module docstring)."""
+
+    delay: float = 0.0
+    status: int | None = None
+    errcode: int | None = None
+    paths: tuple[str, ...] = ()
+    times: int | None = None
+
+    def matches(self, path: str) -> bool:
+        """Whether a call to `path` is affected."""
+        return not self.paths or path.startswith(self.paths)
+
+    def as_dict(self) -> dict:
+        return {"delay": self.delay, "status": self.status, "errcode": self.errcode,
+                "paths": list(self.paths), "times": self.times}
+
+
+def parse_fault(body: dict) -> Fault | str:
+    """A Fault from a control request's JSON, or the reason it is not one."""
+    try:
+        fault = Fault(delay=float(body.get("delay") or 0), status=body.get("status"),
+                      errcode=body.get("errcode"), paths=tuple(body.get("paths") or ()),
+                      times=body.get("times"))
+    except (TypeError, ValueError):
+        return "delay must be a number and paths a list of strings"
+    if not 0 <= fault.delay <= 120:
+        return "delay must be between 0 and 120 seconds"
+    if fault.status is not None and (not isinstance(fault.status, int)
+                                     or not 400 <= fault.status <= 599):
+        return "status must be an HTTP error status (400-599)"
+    if fault.errcode is not None and not isinstance(fault.errcode, int):
+        return "errcode must be an integer"
+    if fault.times is not None and (not isinstance(fault.times, int) or fault.times < 1):
+        return "times must be a positive integer"
+    if not all(isinstance(path, str) and path.startswith("/") for path in fault.paths):
+        return "paths must be absolute paths"
+    return fault
+
+
+@dataclass
 class Token:
     """An issued access token."""
 
@@ -114,6 +164,24 @@ class MockWeChatState:
             self.unsubscribed: set[str] = set()
             self.calls: Counter[str] = Counter()
             self.msgids = itertools.count(2_000_000_001)
+            self.fault: Fault | None = None
+
+    def set_fault(self, fault: Fault | None) -> None:
+        """Make the next WeChat calls misbehave (None: behave again)."""
+        with self.lock:
+            self.fault = fault
+
+    def take_fault(self, path: str) -> Fault | None:
+        """The fault a call to `path` suffers now, using up one of its `times`."""
+        with self.lock:
+            fault = self.fault
+            if fault is None or not fault.matches(path):
+                return None
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.fault = None
+            return fault
 
     def count_call(self, path: str) -> None:
         """Count one call to a WeChat path."""
@@ -237,6 +305,23 @@ def _count_call():
     """Count every WeChat call (not the control endpoints)."""
     if not request.path.startswith("/_mock/"):
         mock_state().count_call(request.path)
+
+
+@wechat.before_app_request
+def _misbehave():
+    """Apply the configured fault to a WeChat call: wait, then maybe answer with an error."""
+    if request.path.startswith("/_mock/"):
+        return None
+    fault = mock_state().take_fault(request.path)
+    if fault is None:
+        return None
+    if fault.delay:
+        time.sleep(fault.delay)
+    if fault.status is not None:
+        return "", fault.status
+    if fault.errcode is not None:
+        return jsonify(wx_error(fault.errcode, ERRMSG.get(fault.errcode, "system error")))
+    return None
 
 
 @wechat.get("/sns/jscode2session")
@@ -378,6 +463,30 @@ def reset():
 def expire_tokens():
     """Expire every issued access token now (later calls with them get 42001)."""
     return jsonify({"ok": True, "expired": mock_state().expire_tokens()})
+
+
+@control.get("/faults")
+def show_faults():
+    """The fault in force, or null."""
+    fault = mock_state().fault
+    return jsonify({"fault": fault.as_dict() if fault else None})
+
+
+@control.post("/faults")
+def set_faults():
+    """Make the next WeChat calls slow or failing (see the module docstring)."""
+    fault = parse_fault(json_body())
+    if isinstance(fault, str):
+        return jsonify(wx_error(47001, fault)), 400
+    mock_state().set_fault(fault)
+    return jsonify({"ok": True, "fault": fault.as_dict()})
+
+
+@control.delete("/faults")
+def clear_faults():
+    """Behave again."""
+    mock_state().set_fault(None)
+    return jsonify({"ok": True})
 
 
 def create_mock_app(*, apps: dict[str, str] | None = None,

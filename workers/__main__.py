@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import time
 
 from flask import Flask
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 from rq.job import Job
 
 from app.extensions import QUEUE_NAMES, db, redis_store
 from workers.schedule import book_all
 
+log = logging.getLogger("app.workers")
+
+# RQ's default is 10 minutes. Maintenance is what takes over the scheduler lock and requeues
+# the jobs of a worker that died without a goodbye (SIGKILL, OOM); each run is a few cheap calls.
+MAINTENANCE_INTERVAL_SECONDS = 60
+
 
 class LinliWorker(Worker):
     """An RQ worker running each job in a fresh app context, and keeping the relay ticking."""
 
     def __init__(self, queues: list[Queue], *, app: Flask, **kwargs) -> None:
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
         super().__init__(queues, **kwargs)
         self.app = app
+        self.stop_requested = False
+
+    def request_stop(self, signum, frame) -> None:
+        """A warm shutdown (SIGTERM, SIGINT, RQ's shutdown command): remember it was asked for."""
+        self.stop_requested = True
+        super().request_stop(signum, frame)
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         """Run the job in its own app context; popping it removes the job's session."""
@@ -65,11 +84,46 @@ def main(argv: list[str] | None = None) -> int:
               "when they are enqueued, and a worker has nothing to do.", file=sys.stderr)
         return 2
     with app.app_context():
-        # The app's queues may be synchronous (RQ_ASYNC=False); a worker's never are.
-        queues = [Queue(name, connection=redis_store.client) for name in args.queues]
-        worker = LinliWorker(queues, app=app, connection=redis_store.client)
-        worker.work(burst=args.burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
+        while not run_worker(app, args.queues, burst=args.burst):
+            wait_for_redis()
     return 0
+
+
+def run_worker(app: Flask, queue_names: list[str], *, burst: bool) -> bool:
+    """Run one RQ worker (with the scheduler); False when it quit on an error, not on request.
+
+    RQ quits when Redis goes away in the middle of a job. The jobs are safe in the outbox, so
+    main() waits for Redis and works on, rather than leave it to a supervisor to notice.
+    """
+    # The app's queues may be synchronous (RQ_ASYNC=False); a worker's never are.
+    queues = [Queue(name, connection=redis_store.client) for name in queue_names]
+    worker = LinliWorker(queues, app=app, connection=redis_store.client)
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
+    except (RedisConnectionError, RedisTimeoutError) as exc:  # its goodbye could not reach Redis
+        if burst:
+            raise
+        log.warning("worker lost Redis (%s); starting a new one once Redis answers", exc)
+        return False
+    if burst or worker.stop_requested:
+        return True
+    log.warning("worker quit on an error (see above); starting a new one once Redis answers")
+    return False
+
+
+def wait_for_redis(longest_pause: float = 30.0) -> None:
+    """Pause, then block until Redis answers a PING, pausing longer between tries."""
+    # The quit worker's signal handlers talk to Redis; while waiting, SIGTERM simply ends us.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    pause = 0.5
+    while True:
+        time.sleep(pause)
+        try:
+            redis_store.client.ping()
+            return
+        except RedisError:
+            pause = min(pause * 2, longest_pause)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus, utcnow
+from app.services.notifications import retry_job_on_deferred_sends
 from app.services.outbox import relay_pending
 from workers.jobs import app_context, get_job, job
 
@@ -26,7 +27,8 @@ def run_outbox_message(message_id: int) -> None:
             return
         name, args = message.job, dict(message.args or {})
         try:
-            get_job(name)(**args)
+            with retry_job_on_deferred_sends():
+                get_job(name)(**args)
         except Exception as exc:
             db.session.rollback()
             _record_failure(message_id, exc)

@@ -20,6 +20,9 @@ PERIODIC = {
     "outbox_relay": 30,
     "escalate_overdue": 300,
     "auto_close_reports": 3600,
+    "alarm_watch": 30,
+    "activity_reminders": 300,
+    "purge_courier_positions": 3600,
 }
 SLOT_KEY = "linli:periodic:{}:{}"
 

@@ -29,7 +29,13 @@ BLUEPRINTS: list[str] = [
     "reports",
     "tickets",
     "admin",
+    "activities",
+    "timebank",
     "notifications",
+    "booking",
     "screen",
+    "alarms",
+    "canteen",
     "notices",
+    "bff",
 ]

@@ -41,8 +41,7 @@ def publish(*, community_id: int, author_id: int, title: str, body: str, pinned:
                     body=body.strip(), pinned=pinned, published_at=published_at,
                     expires_at=expires_at)
     db.session.add(notice)
-    db.session.commit()
-    _forget_cached(community_id)
+    db.session.commit()  # the home screen's cached notices go stale (cache generations)
     return notice
 
 
@@ -54,15 +53,7 @@ def withdraw(*, notice_id: int, community_ids: set[int]) -> Notice:
     if notice.withdrawn_at is None:
         notice.withdrawn_at = now()
         db.session.commit()
-        _forget_cached(notice.community_id)
     return notice
-
-
-def _forget_cached(community_id: int) -> None:
-    """Writes invalidate the home screen's cached notices."""
-    from app.services import cache
-
-    cache.invalidate(f"notices:{community_id}")
 
 
 DEMO_NOTICES = [

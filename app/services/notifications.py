@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import APIError, ValidationFailed
+from app.errors import APIError, RateLimited, UpstreamError, ValidationFailed
 from app.extensions import db
 from app.models import Membership, Notification, NotificationPreference, User, utcnow
 from app.pagination import keyset_page
@@ -111,6 +113,36 @@ def template_id(kind: str) -> str | None:
     return configured.get(kind) or f"tmpl-{kind.replace('_', '-')}"
 
 
+RETRYING = "retrying"  # WeChat could not take the message yet; a rerun of the job sends it
+_DEFERRED = "linli_deferred_wx_sends"
+
+
+class SubscribeSendDeferred(RuntimeError):
+    """Subscribe messages WeChat could not take now (down, slow, rate-limited): retry the job."""
+
+
+@contextmanager
+def retry_job_on_deferred_sends() -> Iterator[None]:
+    """Run a job so that transiently failed subscribe messages fail it afterwards.
+
+    Every in-app notification is kept at once; the job then raises SubscribeSendDeferred so RQ
+    retries it with backoff, and the rerun sends only the messages still marked `retrying`.
+    """
+    outer, deferred = g.get(_DEFERRED), []  # in-process, a job runs the jobs it enqueues
+    setattr(g, _DEFERRED, deferred)
+    try:
+        yield
+    finally:
+        if outer is None:
+            g.pop(_DEFERRED, None)
+        else:
+            setattr(g, _DEFERRED, outer)
+    if deferred:
+        raise SubscribeSendDeferred(
+            f"{len(deferred)} subscribe message(s) not accepted by WeChat yet "
+            f"({', '.join(sorted(set(deferred)))}); retrying")
+
+
 def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: str,
                 data: dict | None = None, wx_data: dict | None = None,
                 page: str | None = None) -> Notification | None:
@@ -121,13 +153,23 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
         with db.session.begin_nested():
             db.session.add(note)
     except IntegrityError:
-        return None  # already sent: a retried job must not message twice
+        # Already kept: a retried job must not message twice, unless WeChat failed last time.
+        note = _awaiting_resend(dedupe_key[:120]) if wx_data is not None else None
+        if note is None:
+            return None
     if wx_data is not None and not wechat_wanted(user_id, kind):
         note.wx_status = "off"  # the resident switched this kind off
     elif wx_data is not None:
         _send_subscribe(note, kind, wx_data, page)
     db.session.commit()
     return note
+
+
+def _awaiting_resend(dedupe_key: str) -> Notification | None:
+    """The kept notification whose subscribe message is still to be sent, locked for the send."""
+    return db.session.scalar(select(Notification).where(
+        Notification.dedupe_key == dedupe_key, Notification.wx_status == RETRYING)
+        .with_for_update())
 
 
 def _send_subscribe(note: Notification, kind: str, wx_data: dict, page: str | None) -> None:
@@ -145,11 +187,22 @@ def _send_subscribe(note: Notification, kind: str, wx_data: dict, page: str | No
     except APIError as exc:
         note.wx_status, note.wx_error = "failed", f"{exc.code}: {exc.message}"[:200]
         log.warning("subscribe message %s to user %s failed: %s", kind, user.id, exc.code)
+        if _transient(exc) and g.get(_DEFERRED) is not None:
+            note.wx_status = RETRYING
+            getattr(g, _DEFERRED).append(exc.code)
         return
+    note.wx_error = None
     note.wx_status = "sent" if result.sent else (
         "not_subscribed" if result.errcode == 43101 else "failed")
     if not result.sent:
         note.wx_error = f"{result.errcode}: {result.errmsg}"[:200]
+
+
+def _transient(exc: APIError) -> bool:
+    """WeChat was unreachable, timed out, answered 5xx, was busy (-1) or rate-limited (45011)."""
+    if isinstance(exc, RateLimited):
+        return True
+    return isinstance(exc, UpstreamError) and exc.details.get("errcode") in (None, -1)
 
 
 def org_staff_ids(org_id: int) -> list[int]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from app.extensions import db, redis_store
+from app.extensions import db
 from app.models import Building, Community, User
 from app.models.reports import (
     Report,
@@ -355,8 +355,7 @@ def urge(*, report_id: int, user_id: int) -> ReportEvent:
         raise NotFound("找不到该报告", code="report_not_found")
     if report.status not in OPEN_STATUSES:
         raise Conflict("该报告已处理完毕，无需催办", code="report_not_open")
-    key = f"{ratelimit.PREFIX}urge:{report.id}"
-    if not redis_store.client.set(key, b"1", nx=True, ex=int(URGE_INTERVAL.total_seconds())):
+    if not ratelimit.once(f"urge:{report.id}", int(URGE_INTERVAL.total_seconds())):
         raise ratelimit.RateLimited("30 分钟内只能催办一次", retry_after=ratelimit.retry_after(
             f"urge:{report.id}"))
     report.last_urged_at = now()

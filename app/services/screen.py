@@ -202,3 +202,47 @@ def stream_events(community_id: int, *, last_id: int | None, poll_seconds: float
             yield ": keep-alive\n\n"
         db.session.remove()
         time.sleep(poll_seconds)
+
+
+@screen_section("alarms")
+def alarms_section(community: Community, at: datetime) -> list[dict]:
+    """Open critical alarms (masked names), shown at the top until resolved."""
+    from app.services.alarms import open_critical_alarms
+
+    return [{"id": a["id"], "kind_label": a["kind_name"], "building": a["building"],
+             "name": a["masked_name"], "status_label": a["status_label"],
+             "raised_at": a["raised_at"]} for a in open_critical_alarms(community.id)]
+
+
+@screen_section("canteen")
+def canteen_section(community: Community, at: datetime) -> dict:
+    """Today's orders and the share placed online (the rest at the counter)."""
+    from app.models.canteen import Order, OrderChannel, OrderStatus
+
+    today = at.astimezone(ZoneInfo(community.timezone)).date()
+    rows = dict(db.session.execute(
+        select(Order.channel, func.count(Order.id))
+        .where(Order.community_id == community.id, Order.menu_date == today,
+               Order.status != OrderStatus.CANCELLED)
+        .group_by(Order.channel)).all())
+    total = sum(rows.values())
+    online = rows.get(OrderChannel.ONLINE, 0)
+    return {"orders_today": total, "online_share": round(online / total, 3) if total else 0}
+
+
+@screen_section("activities")
+def activities_section(community: Community, at: datetime) -> list[dict]:
+    """The next activities with seats left."""
+    from app.services.bff import _upcoming_activities
+
+    return [{"id": a["id"], "title": a["title"], "starts_at": a["starts_at"],
+             "seats_left": a["seats_left"]} for a in _upcoming_activities(community.id, at)[:6]]
+
+
+@screen_section("leaderboard")
+def leaderboard_section(community: Community, at: datetime) -> list[dict]:
+    """This month's volunteer-hour leaderboard (names shortened: 王**)."""
+    from app.services.timebank import leaderboard
+
+    board = leaderboard(community_id=community.id, period="month", limit=8)["items"]
+    return [{"name": p["name"], "hours": p["hours"]} for p in board]

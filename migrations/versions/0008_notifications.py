@@ -1,7 +1,7 @@
 """notification preferences
 
 Revision ID: 0008_notifications
-Revises: 0004_open311
+Revises: 0007_canteen
 Create Date: 2026-11-29 00:50:00
 
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008_notifications'
-down_revision = '0004_open311'
+down_revision = '0007_canteen'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """big screen token per community
 
 Revision ID: 0010_screen
-Revises: 0008_notifications
+Revises: 0009_alarms
 Create Date: 2026-11-29 01:00:00
 
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010_screen'
-down_revision = '0008_notifications'
+down_revision = '0009_alarms'
 branch_labels = None
 depends_on = None
 

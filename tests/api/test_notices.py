@@ -67,8 +67,10 @@ def test_another_communitys_office_cannot_withdraw(client, place):
 
 
 def test_publishing_invalidates_the_cached_notices(client, place):
+    import app.services.bff  # noqa: F401 - registers the watched tables
+
     key = f"notices:{place['comm'].id}"
-    cache.get_or_set(key, 60, lambda: ["stale"])
-    assert cache.get_or_set(key, 60, lambda: ["fresh"]) == ["stale"]
+    cache.cached(key, 60, lambda: ["stale"], depends_on=("notices",))
+    assert cache.cached(key, 60, lambda: ["fresh"], depends_on=("notices",)) == ["stale"]
     publish(client, place["clerk"])
-    assert cache.get_or_set(key, 60, lambda: ["fresh"]) == ["fresh"]
+    assert cache.cached(key, 60, lambda: ["fresh"], depends_on=("notices",)) == ["fresh"]

@@ -100,3 +100,11 @@ def test_page_is_served_with_a_valid_token(client, place):
 
 def test_sections_are_registered():
     assert {"reports", "overdue_by_org"} <= set(screen.SECTIONS)
+
+
+def test_summary_has_every_section_of_the_wall(client, place):
+    body = client.get(f"/api/v1/screen/summary?token={place['token']}").get_json()
+    assert {"reports", "overdue_by_org", "alarms", "canteen", "activities",
+            "leaderboard"} <= set(body)
+    assert body["canteen"] == {"orders_today": 0, "online_share": 0}
+    assert body["alarms"] == [] and body["leaderboard"] == []

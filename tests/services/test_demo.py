@@ -157,7 +157,8 @@ def test_a_demo_login_works_through_the_api(client, seeded):
 def test_generated_passwords_are_reported_and_match_the_stored_hashes(app):
     summary = demo.seed_demo()
     logins = {x["username"]: x for x in summary["logins"]}
-    assert set(ORG_LOGINS) | {f"grid-{n:02d}" for n in range(1, 28)} == set(logins)
+    # other modules' seed steps may add logins of their own (a courier, a gateway key)
+    assert set(ORG_LOGINS) | {f"grid-{n:02d}" for n in range(1, 28)} <= set(logins)
     org_passwords = [logins[u]["password"] for u in ORG_LOGINS]
     assert len(set(org_passwords)) == len(ORG_LOGINS) and min(map(len, org_passwords)) >= 12
     for username in [*ORG_LOGINS, "grid-01"]:

@@ -1,0 +1,47 @@
+"""Benchmark-only hooks, present only when LINLI_BENCH=1 (bench/run.py sets it for gunicorn).
+
+- `GET /api/v1/bench/floor`: role_required (JWT decoded, its blocklist entry looked up in
+  Redis) and one `SELECT 1` - what every real endpoint pays at least; the benchmark's floor.
+- `X-SQL-Statements` on every response: how many SQL statements the request executed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, g, has_app_context, jsonify
+from sqlalchemy import event, text
+
+BENCH_ENV = "LINLI_BENCH"
+SQL_HEADER = "X-SQL-Statements"
+FLOOR_PATH = "/api/v1/bench/floor"
+
+
+def enabled() -> bool:
+    """Whether the benchmark hooks are wanted (never in normal runs or tests)."""
+    return os.environ.get(BENCH_ENV) == "1"
+
+
+def register(app: Flask) -> None:
+    """Add the floor route and the per-request SQL statement count."""
+    from app.extensions import db
+    from app.security import RESIDENT, role_required
+
+    @role_required(RESIDENT)
+    def bench_floor():
+        """One trivial query behind the same authentication as every real endpoint."""
+        db.session.execute(text("SELECT 1"))
+        return jsonify(status="ok")
+
+    app.add_url_rule(FLOOR_PATH, "bench_floor", bench_floor)
+
+    with app.app_context():
+        @event.listens_for(db.engine, "before_cursor_execute")
+        def _count_statement(*_args):
+            if has_app_context():
+                g.sql_statements = g.get("sql_statements", 0) + 1
+
+    @app.after_request
+    def _sql_statements_header(response):
+        response.headers[SQL_HEADER] = str(g.get("sql_statements", 0))
+        return response

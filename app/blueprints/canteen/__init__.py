@@ -1,0 +1,1 @@
+"""The wheel canteen (云享车轮食堂) API."""
