@@ -252,3 +252,19 @@ def create_staff(*, username: str, password: str, org_code: str, role: str,
         db.session.add(Membership(user_id=user.id, org_id=org.id, role=role))
     db.session.commit()
     return user
+
+
+def update_profile(*, user_id: int, **changes) -> User:
+    """Change the caller's display name and birth year (used for age-based services)."""
+    from datetime import date
+
+    user = db.session.get(User, user_id)
+    year = changes.get("birth_year")
+    if year is not None and not 1900 <= year <= date.today().year:
+        raise ValidationFailed("出生年份不正确", code="invalid_birth_year",
+                               details={"fields": {"birth_year": ["出生年份不正确"]}})
+    for name in ("display_name", "birth_year"):
+        if name in changes:
+            setattr(user, name, changes[name])
+    db.session.commit()
+    return load_profile(user_id)

@@ -130,3 +130,15 @@ def test_me_shows_staff_memberships(client, place):
                                   "org_name": place["office"].name,
                                   "org_type": "community_office", "role": "staff"}]
     assert me["is_staff"] is True
+
+
+def test_profile_update_sets_name_and_birth_year(client, place):
+    me = place["resident"]
+    r = client.patch("/api/v1/me", json={"display_name": "李阿姨", "birth_year": 1950},
+                     headers=f.headers(me))
+    assert r.status_code == 200
+    assert (r.get_json()["display_name"], r.get_json()["birth_year"]) == ("李阿姨", 1950)
+    r = client.patch("/api/v1/me", json={"birth_year": 1850}, headers=f.headers(me))
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "invalid_birth_year"
+    db.session.expire_all()
+    assert db.session.get(type(me), me.id).birth_year == 1950

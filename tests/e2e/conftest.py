@@ -112,3 +112,27 @@ def start_worker(worker_env, tmp_path):
                 proc.kill()
                 proc.wait()
         proc.log_file.close()
+
+
+@pytest.fixture
+def live_server(worker_env):
+    """gunicorn serving the app the way production does (gthread workers for SSE)."""
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8",
+         "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=worker_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(base), timeout=20)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from app.services.report_catalogue import ensure_categories, ensure_routing_rules
 from app.services.screen import issue_token
 from tests import factories as f
-from tests.e2e.conftest import ROOT, free_port, wait_until
+from tests.e2e.conftest import ROOT
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 CHROMIUM = "/usr/bin/chromium"
@@ -23,30 +21,6 @@ ARTIFACTS = ROOT / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def live_server(worker_env):
-    """gunicorn serving the app the way production does (gthread workers for SSE)."""
-    port = free_port()
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8",
-         "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=worker_env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _healthy(base), timeout=20)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture

@@ -5,7 +5,12 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.blueprints.me.schemas import HouseholdClaimCreateSchema, HouseholdClaimSchema, MeSchema
+from app.blueprints.me.schemas import (
+    HouseholdClaimCreateSchema,
+    HouseholdClaimSchema,
+    MeSchema,
+    ProfileUpdateSchema,
+)
 from app.idempotency import idempotent
 from app.security import RESIDENT, current_user_id, role_required
 from app.services import accounts
@@ -21,6 +26,13 @@ class Me(MethodView):
     def get(self):
         """The user, their households (with approval state) and org memberships."""
         return accounts.load_profile(current_user_id())
+
+    @role_required(*ANY_SIGNED_IN)
+    @blp.arguments(ProfileUpdateSchema)
+    @blp.response(200, MeSchema)
+    def patch(self, body):
+        """Change my display name or birth year (age decides some services' eligibility)."""
+        return accounts.update_profile(user_id=current_user_id(), **body)
 
 
 @blp.route("/households")

@@ -75,3 +75,8 @@ class HouseholdClaimCreateSchema(Schema):
     room = fields.String(required=True, validate=validate.Length(min=1, max=8))
     relation = fields.String(required=True,
                              validate=validate.OneOf([r.value for r in Relation]))
+
+
+class ProfileUpdateSchema(Schema):
+    display_name = fields.String(validate=validate.Length(min=1, max=64))
+    birth_year = fields.Integer(allow_none=True)
