@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 
 from flask import Response, make_response, request
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, ValidationFailed
@@ -34,14 +35,25 @@ def idempotent(*, required: bool = False) -> Callable:
                 return fn(*args, **kwargs)
             if len(key) > 100:
                 raise ValidationFailed("Idempotency-Key 过长", code="idempotency_key_invalid")
-            record, replay = _claim(current_user_id(), key)
+            record_id, replay = _claim(current_user_id(), key)
             if replay is not None:
                 return replay
-            return _run_and_store(record, fn, args, kwargs)
+            return _run_and_store(record_id, fn, args, kwargs)
 
+        document_header(wrapper, required)
         return wrapper
 
     return decorator
+
+
+def document_header(view: Callable, required: bool) -> None:
+    """Declare the Idempotency-Key header in the view's OpenAPI doc (flask-smorest)."""
+    doc = deepcopy(getattr(view, "_apidoc", {}))
+    doc.setdefault("manual_doc", {}).setdefault("parameters", []).append({
+        "in": "header", "name": HEADER, "required": required,
+        "description": "Same key + same body replays the first response (retries are safe).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100}})
+    view._apidoc = doc
 
 
 def _request_hash() -> str:
@@ -50,15 +62,17 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
-def _claim(user_id: int, key: str) -> tuple[IdempotencyRecord | None, Response | None]:
-    """Take the key (new record) or answer from the existing one."""
+def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
+    """Take the key (the new record's id) or answer from the existing one."""
     request_hash = _request_hash()
     record = IdempotencyRecord(user_id=user_id, key=key, endpoint=request.path[:200],
                                request_hash=request_hash)
     db.session.add(record)
     try:
+        db.session.flush()
+        record_id = record.id  # before the commit expires it: no reload just for the id
         db.session.commit()
-        return record, None
+        return record_id, None
     except IntegrityError:
         db.session.rollback()
     existing = db.session.scalar(select(IdempotencyRecord).where(
@@ -72,17 +86,17 @@ def _claim(user_id: int, key: str) -> tuple[IdempotencyRecord | None, Response |
         if datetime.now(UTC) - existing.created_at < IN_FLIGHT_TIMEOUT:
             raise Conflict("相同的请求正在处理中", code="idempotency_in_flight")
         existing.created_at = datetime.now(UTC)  # abandoned: this attempt takes it over
+        record_id = existing.id
         db.session.commit()
-        return existing, None
+        return record_id, None
     replay = Response(existing.response_body, status=existing.status_code,
                       mimetype="application/json")
     replay.headers["Idempotent-Replayed"] = "true"
     return None, replay
 
 
-def _run_and_store(record: IdempotencyRecord, fn: Callable, args, kwargs) -> Response:
+def _run_and_store(record_id: int, fn: Callable, args, kwargs) -> Response:
     """Run the view; keep a success response for replays, forget the key otherwise."""
-    record_id = record.id
     try:
         response = make_response(fn(*args, **kwargs))
     except Exception:
@@ -90,10 +104,11 @@ def _run_and_store(record: IdempotencyRecord, fn: Callable, args, kwargs) -> Res
         _forget(record_id)
         raise
     if 200 <= response.status_code < 300:
-        stored = db.session.get(IdempotencyRecord, record_id)
-        stored.status_code = response.status_code
-        stored.response_body = response.get_data()
-        stored.completed_at = datetime.now(UTC)
+        db.session.execute(
+            update(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
+            .values(status_code=response.status_code, response_body=response.get_data(),
+                    completed_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False))
         db.session.commit()
     else:
         _forget(record_id)

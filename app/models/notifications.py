@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, utcnow
@@ -14,7 +14,11 @@ class Notification(Base):
     """One message to one user; `dedupe_key` makes sending it twice a no-op."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_notifications_user_created", "user_id", "created_at", "id"),
+        Index("ix_notifications_user_unread", "user_id", postgresql_where=text("read_at IS NULL"),
+              sqlite_where=text("read_at IS NULL")),  # the unread count
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

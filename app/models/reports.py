@@ -74,6 +74,7 @@ class Report(Base):
     __tablename__ = "reports"
     __table_args__ = (
         Index("ix_reports_reporter_created", "reporter_id", "created_at", "id"),
+        Index("ix_reports_reporter_status", "reporter_id", "status", "created_at"),  # home
         Index("ix_reports_open_category", "community_id", "category_id", "status"),
         CheckConstraint("rating IS NULL OR (rating BETWEEN 1 AND 5)", name="rating_range"),
     )

@@ -225,8 +225,9 @@ def _create_order(menu: Menu, lines: dict[int, int], order: Order, *, actor_id: 
     _insert_order(order)
     record_event(order, "place", actor_id=actor_id, to_status=str(OS.PLACED),
                  data={"channel": str(order.channel), "fulfilment": str(order.fulfilment)})
+    order_id = order.id  # read before the commit expires it (no reload just for the id)
     outbox.commit()
-    return load_order(order.id)
+    return load_order(order_id)
 
 
 def _menu_items_for(menu: Menu, lines: dict[int, int]) -> dict[int, MenuItem]:

@@ -60,16 +60,19 @@ def commit() -> None:
     added = db.session.info.pop(SESSION_KEY, [])
     db.session.flush()
     # Rows dropped by a rollback since add_job are no longer in the session: skip them.
-    message_ids = [message.id for message in added if message in db.session]
+    # What enqueueing needs is read before the commit expires the rows (no reload per row).
+    fresh = [(message.id, message.queue, message.job) for message in added
+             if message in db.session]
     db.session.commit()
-    for message_id in message_ids:
-        _dispatch_quietly(message_id)
+    for message_id, queue, job in fresh:
+        _dispatch_quietly(message_id, queue, job)
 
 
-def _dispatch_quietly(message_id: int) -> None:
-    """Dispatch, logging instead of raising: the business commit has already happened."""
+def _dispatch_quietly(message_id: int, queue: str, job: str) -> None:
+    """Enqueue a row just committed (so still pending), logging instead of raising: the
+    business commit has already happened."""
     try:
-        dispatch(message_id)
+        _enqueue(message_id, queue, job)
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("outbox message %s: could not record its enqueue", message_id)
@@ -80,7 +83,12 @@ def dispatch(message_id: int) -> bool:
     message = db.session.get(OutboxMessage, message_id)
     if message is None or message.status != OutboxStatus.PENDING:
         return False
-    queue, description = message.queue, f"outbox {message_id}: {message.job}"
+    return _enqueue(message_id, message.queue, message.job)
+
+
+def _enqueue(message_id: int, queue: str, job: str) -> bool:
+    """Put a pending row's RQ job on its queue and commit its enqueued_at."""
+    description = f"outbox {message_id}: {job}"
     enqueued_at = utcnow()
     try:
         # In-process mode this runs the job right here, on this same scoped session.
@@ -121,7 +129,26 @@ def relay_pending(older_than_seconds: float = 30, limit: int = 500) -> int:
     except RedisError as exc:
         log.warning("outbox relay: Redis unavailable (%s); will try again", exc)
         return 0
-    return sum(dispatch(message_id) for message_id in lost)
+    return sum(dispatch(message_id) for message_id in lost if not _give_up(message_id))
+
+
+def _give_up(message_id: int) -> bool:
+    """Mark a row failed once it has used far more attempts than its retry budget.
+
+    A job that kills its worker every time never reaches RQ's failed registry; without this the
+    relay would start it again every 30 seconds for ever.
+    """
+    message = db.session.get(OutboxMessage, message_id)
+    budget = len(current_app.config.get("OUTBOX_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS)) + 1
+    if message is None or message.attempts < budget * 2:
+        return False
+    message.status = OutboxStatus.FAILED
+    message.last_error = (f"gave up after {message.attempts} attempts; "
+                          f"last error: {message.last_error or 'none recorded'}")[:2000]
+    db.session.commit()
+    log.error("outbox message %s (%s) gave up after %s attempts", message_id, message.job,
+              message.attempts)
+    return True
 
 
 def _stale_pending_ids(older_than_seconds: float, limit: int) -> list[int]:

@@ -11,7 +11,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
@@ -245,8 +245,9 @@ def file_report(report: Report, *, actor_id: int | None) -> Report:
     db.session.flush()
     record_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED))
     outbox.add_job("route_report", queue="high", report_id=report.id)
+    report_id = report.id  # read before the commit expires it (no reload just for the id)
     outbox.commit()
-    return load_report(report.id)
+    return load_report(report_id)
 
 
 def load_report(report_id: int) -> Report:
@@ -255,7 +256,7 @@ def load_report(report_id: int) -> Report:
 
     report = db.session.scalar(
         select(Report).where(Report.id == report_id).options(
-            selectinload(Report.category), selectinload(Report.building),
+            joinedload(Report.category), joinedload(Report.building),
             selectinload(Report.photos).selectinload(ReportPhoto.upload),
             selectinload(Report.tickets).selectinload(Ticket.org),
             selectinload(Report.events).selectinload(Ev.org),
@@ -327,9 +328,11 @@ def _is_near(report: Report, lat, lng, building_id) -> bool:
 
 
 def follow(*, report_id: int, user_id: int) -> Report:
-    """Subscribe to an open public report's updates instead of filing a duplicate."""
+    """Subscribe to an open public report of one's own community instead of filing a duplicate."""
     report = load_report(report_id)
-    if report.category.is_private and report.reporter_id != user_id:
+    if report.reporter_id != user_id and (
+            report.category.is_private
+            or report.community_id != db.session.get(User, user_id).community_id):
         raise NotFound("找不到该报告", code="report_not_found")
     if report.status not in OPEN_STATUSES and report.reporter_id != user_id:
         raise Conflict("该报告已结束", code="report_closed")

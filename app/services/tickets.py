@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from app.extensions import db
@@ -114,9 +114,10 @@ def list_tickets(*, scope: Scope, status: str | None = None, category: str | Non
                  q: str | None = None, sort: str = "newest", cursor: str | None = None,
                  limit: int = 20) -> tuple[list[Ticket], str | None]:
     """A page of the tickets in scope, newest or most overdue first."""
+    # Many-to-ones joined into the page's one statement (a selectinload each cost 4 more).
     stmt = select(Ticket).where(scope.clause()).options(
-        selectinload(Ticket.org), selectinload(Ticket.category),
-        selectinload(Ticket.report).selectinload(Report.building))
+        joinedload(Ticket.org), joinedload(Ticket.category),
+        joinedload(Ticket.report).joinedload(Report.building))
     if status:
         stmt = stmt.where(Ticket.status == TicketStatus(status))
     if category:

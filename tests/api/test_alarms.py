@@ -390,6 +390,14 @@ def test_staff_register_elders_and_devices(client, place):
     assert r.status_code == 403
 
 
+def test_an_id_too_large_for_the_database_is_422_not_500(client, place):
+    # Found by the fuzzer (tests/fuzz/): 2**70 reached the database (OverflowError on SQLite).
+    r = client.post("/api/v1/staff/watched-elders", headers=f.headers(place.on_duty),
+                    json={"household_id": 2**70, "name": "老周"})
+    assert r.status_code == 422 and r.get_json()["error"]["code"]
+    assert count(WatchedElder) == 2
+
+
 def test_device_list_shows_who_is_offline(client, place, clock):
     clock.advance(hours=3)
     post_events(client, [event("sos_button", "heartbeat")])

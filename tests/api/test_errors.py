@@ -88,3 +88,59 @@ def test_openapi_documents_every_endpoint_with_bearer_auth(client):
     assert me["security"] == [{"bearerAuth": []}]
     assert "200" in me["responses"]
     assert spec["paths"]["/api/v1/auth/wx-login"]["post"]["requestBody"]
+
+
+# ---- found by the fuzzer (tests/fuzz/) ------------------------------------------------------
+
+@pytest.mark.parametrize("report_id", [2**31, 2**70])
+def test_an_id_beyond_the_database_range_is_404_not_500(client, report_id):
+    from tests import factories as f
+
+    user = f.resident(f.community())
+    for r in (client.get(f"/api/v1/reports/{report_id}", headers=f.headers(user)),
+              client.post(f"/api/v1/reports/{report_id}/feedback", json={"fixed": True},
+                          headers=f.headers(user))):
+        assert_error_shape(r, 404, "not_found")
+
+
+def test_openapi_documents_the_id_range(client):
+    spec = client.get("/openapi.json").get_json()
+    (param,) = spec["paths"]["/api/v1/reports/{report_id}"]["parameters"]
+    assert param["schema"]["maximum"] == 2**31 - 1
+
+
+def test_a_value_the_database_cannot_hold_is_422_not_500(client, monkeypatch):
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from app.services import accounts
+    from tests import factories as f
+
+    def overflow(_user_id):  # an integer no database column holds: OverflowError / DataError
+        return db.session.execute(text("SELECT CAST(:v AS INTEGER)"), {"v": 2**70}).scalar()
+
+    monkeypatch.setattr(accounts, "load_profile", overflow)
+    user = f.resident(f.community())
+    r = client.get("/api/v1/me", headers=f.headers(user))
+    assert_error_shape(r, 422, "value_out_of_range")
+
+
+def test_openapi_documents_the_error_shape_on_every_operation(client):
+    spec = client.get("/openapi.json").get_json()
+    error = spec["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"] and "ErrorBody" in error["properties"]["error"]["$ref"]
+    default = spec["components"]["responses"]["DEFAULT_ERROR"]
+    assert default["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method != "parameters":
+                assert "default" in operation["responses"], (method, path)
+
+
+def test_openapi_documents_the_idempotency_key_header(client):
+    spec = client.get("/openapi.json").get_json()
+    order = spec["paths"]["/api/v1/canteen/orders"]["post"]["parameters"]
+    report = spec["paths"]["/api/v1/reports"]["post"]["parameters"]
+    assert [(p["in"], p["name"], p["required"]) for p in order] == [
+        ("header", "Idempotency-Key", True)]
+    assert [(p["name"], p["required"]) for p in report] == [("Idempotency-Key", False)]

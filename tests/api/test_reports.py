@@ -344,6 +344,19 @@ def test_private_report_cannot_be_followed_or_seen_by_others(client, place):
     assert get_report(client, place.resident, report["id"]).status_code == 200
 
 
+def test_a_resident_of_another_community_cannot_follow_or_see_a_report(client, place):
+    # Found by the authorization matrix: following skipped the community check, and a follower
+    # may read the report, so anyone anywhere could read any public report.
+    from app.models.reports import ReportFollower
+
+    report = filed(client, place)
+    outsider = f.resident(f.community(), display_name="别处居民")
+    r = post_action(client, outsider, report["id"], "follow")
+    assert r.status_code == 404 and error_code(r) == "report_not_found"
+    assert get_report(client, outsider, report["id"]).status_code == 404
+    assert count(ReportFollower) == 0
+
+
 def test_unknown_report_is_404(client, place):
     assert get_report(client, place.resident, 999999).status_code == 404
 

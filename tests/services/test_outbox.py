@@ -438,3 +438,16 @@ def test_worker_process_relays_a_row_lost_while_redis_was_down(app, session, red
     assert result.returncode == 0, result.stderr
     assert only_message().status == OutboxStatus.DONE
     assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"relayed"]
+
+
+def test_relay_gives_up_on_a_row_that_keeps_dying(app, session, redis_down):
+    outbox.add_job("tests.record")
+    outbox.commit()
+    redis_down()
+    row = only_message()
+    row.created_at = utcnow() - timedelta(minutes=5)
+    row.status, row.attempts, row.last_error = OutboxStatus.PENDING, 40, "work-horse killed"
+    session.commit()
+    assert outbox.relay_pending(older_than_seconds=0) == 0
+    row = only_message()
+    assert row.status == OutboxStatus.FAILED and "gave up after 40 attempts" in row.last_error

@@ -1,0 +1,170 @@
+"""Schemathesis against /openapi.json, in-process on the WSGI app, as each kind of caller.
+
+Every operation of the document is fuzzed as a resident and as staff of the property company,
+the community office (manager + admin), the canteen (manager + courier) and the care provider,
+on the two-tenant world of tests/tenancy_fixtures.py (so ids exist: path ids are drawn either
+from the caller's own resources or freely). Each request must answer without a 5xx, with a
+documented status code, content type and body schema, and every non-2xx JSON body must be the
+house error shape. Operations a caller's roles may not call get a couple of examples (their
+403 must still be well-formed); the rest get FUZZ_EXAMPLES each, positive and negative data.
+
+Hypothesis runs derandomized with no example database, so CI sees the same cases every run.
+LINLI_FUZZ_EXAMPLES raises the budget for a deeper local run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests import factories as f
+from tests.tenancy_fixtures import build_world
+
+pytestmark = pytest.mark.fuzz
+
+FUZZ_EXAMPLES = int(os.environ.get("LINLI_FUZZ_EXAMPLES", "6"))
+FORBIDDEN_EXAMPLES = 2
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+# The caller each fuzz run signs in as (a person of tenant A of the world).
+CALLERS = ("resident", "property", "office", "canteen", "care")
+ROLES_RE = re.compile(r"Roles: ([a-z_, ]+)\.")
+
+
+@dataclass
+class Finding:
+    """One failed check of one operation (the first case that showed it)."""
+
+    operation: str
+    problem: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.operation}: {self.problem}\n{self.detail}"
+
+
+@pytest.fixture
+def world(app, monkeypatch):
+    """The two tenants with one resource of every kind; SSE streams end after a moment."""
+    monkeypatch.setitem(app.config, "CANTEEN_STREAM_MAX_SECONDS", 0.2)
+    return build_world()
+
+
+def load_schema(app):
+    """The app's own OpenAPI document, loaded by Schemathesis for in-process WSGI calls."""
+    return schemathesis.openapi.from_wsgi("/openapi.json", app)
+
+
+def caller_roles(user) -> set[str]:
+    """The role names a caller's token carries ("resident" for a WeChat login)."""
+    from app.services.accounts import token_claims
+
+    if not user.username:
+        return {"resident"}
+    return {m["role"] for m in token_claims(user, "staff")["orgs"]}
+
+
+def allowed_roles(operation) -> set[str] | None:
+    """Roles named in the operation's description by role_required (None: not protected)."""
+    found = ROLES_RE.search(operation.definition.raw.get("description", ""))
+    return {r.strip() for r in found.group(1).split(",")} if found else None
+
+
+def error_shape_problem(response, path: str) -> str | None:
+    """Why a non-2xx body is not the house error shape (None when it is, or not JSON)."""
+    if response.status_code < 400 or path.startswith("/open311"):
+        return None
+    if "json" not in (response.headers.get("content-type") or [""])[0]:
+        return f"{response.status_code} is not JSON"
+    body = response.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or set(error) != {"code", "message", "details"}:
+        return f"{response.status_code} body is not {{'error': {{code, message, details}}}}"
+    if not (isinstance(error["code"], str) and isinstance(error["message"], str)
+            and isinstance(error["details"], dict)):
+        return f"{response.status_code} error fields have the wrong types"
+    return None
+
+
+def case_strategy(operation, own_ids: dict[str, int]):
+    """Positive cases on the caller's own ids and on free ids, and negative cases."""
+    names = [p.name for p in operation.path_parameters]
+    known = {n: own_ids[n] for n in names if n in own_ids}
+    strategies = [operation.as_strategy(),
+                  operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE)]
+    if known:
+        strategies.insert(0, operation.as_strategy(path_parameters=known))
+    return st.one_of(strategies)
+
+
+def fuzz_operation(operation, sign_in, own_ids: dict, examples: int) -> list[Finding]:
+    """Run `examples` cases of one operation; the first finding of each kind is kept."""
+    findings: dict[str, Finding] = {}
+    label = f"{operation.method.upper()} {operation.path}"
+
+    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=case_strategy(operation, own_ids))
+    def run(case):
+        headers = sign_in()  # a fresh token per case: a fuzzed logout revokes only its own
+        response = case.call(headers=headers)
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except BaseExceptionGroup as group:  # schemathesis' FailureGroup: one per failed check
+            for failure in group.exceptions:
+                problem = f"{failure.title}: {first_line(failure.message)}"
+                findings.setdefault(problem, Finding(label, problem, reproduction(case, failure,
+                                                                                 response)))
+        shape = error_shape_problem(response, case.path)
+        if shape:
+            findings.setdefault(shape, Finding(label, shape, response.text[:500]))
+
+    run()
+    return list(findings.values())
+
+
+def first_line(text: str) -> str:
+    """The first line of a message ("" for none)."""
+    return (text.strip().splitlines() or [""])[0]
+
+
+def reproduction(case, failure, response) -> str:
+    """The failure's message, the response and a curl line that repeats the case."""
+    return (f"{failure.message.strip()[:1200]}\n[{response.status_code}] {response.text[:400]}\n"
+            f"{case.as_curl_command()}")
+
+
+def fuzz_as(app, sign_in, roles: set[str], own_ids: dict) -> list[Finding]:
+    """Fuzz every operation of the document as one caller."""
+    findings = []
+    for result in load_schema(app).get_all_operations():
+        operation = result.ok()
+        allowed = allowed_roles(operation)
+        may_call = allowed is None or bool(allowed & roles)
+        examples = FUZZ_EXAMPLES if may_call else FORBIDDEN_EXAMPLES
+        findings += fuzz_operation(operation, sign_in, own_ids, examples)
+    return findings
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_every_operation_answers_as_documented(app, world, caller):
+    user = world.a.people[caller]
+    findings = fuzz_as(app, lambda: f.headers(user), caller_roles(user), world.a.ids)
+    assert not findings, "\n\n".join(map(str, findings))
+
+
+def test_every_operation_answers_as_documented_without_a_token(app, world):
+    findings = fuzz_as(app, dict, set(), world.a.ids)
+    assert not findings, "\n\n".join(map(str, findings))
