@@ -83,9 +83,22 @@ def load_config(overrides: dict | None = None) -> dict:
         "JSON_AS_ASCII": False,
     }
     cfg.update(overrides or {})
+    _pool_options(cfg)
     if cfg["LINLI_ENV"] == "production":
         check_production(cfg)
     return cfg
+
+
+def _pool_options(cfg: dict) -> None:
+    """PostgreSQL: pool as many connections as a process has threads (gunicorn gthread).
+
+    SQLAlchemy's default keeps 5; with 8 threads the 6th to 8th connections were opened and
+    closed on every burst - a new server process each time (found by `make bench`).
+    """
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        options = cfg["SQLALCHEMY_ENGINE_OPTIONS"] = dict(cfg["SQLALCHEMY_ENGINE_OPTIONS"])
+        options.setdefault("pool_size", _int("DB_POOL_SIZE", 10))
+        options.setdefault("max_overflow", _int("DB_MAX_OVERFLOW", 10))
 
 
 def check_production(cfg: dict) -> None:

@@ -105,6 +105,8 @@ class Result:
     errors: int = 0
     statuses: dict = field(default_factory=dict)
     sql_statements: int | None = None
+    web_cpu_ms: float | None = None  # gunicorn workers' CPU per request
+    db_cpu_ms: float | None = None  # the database's server processes' CPU per request
     probe_status: int | None = None
     vs_ceiling: float | None = None
     vs_floor: float | None = None
@@ -318,7 +320,8 @@ def services(env: dict, workdir: Path) -> Iterator[dict]:
     try:
         base = f"http://{HOST}:{port}"
         wait_ready(base, web, workdir / "gunicorn.log")
-        yield {"base": base, "web": web, "worker": worker}
+        yield {"base": base, "web": web, "worker": worker,
+               "database_url": env["DATABASE_URL"]}
     finally:
         stop(web)
         stop(worker)
@@ -351,6 +354,30 @@ def retire_leftover_jobs(database_url: str) -> int:
         return conn.execute(
             "UPDATE outbox SET status = 'failed', last_error = 'left over by an earlier "
             "benchmark run' WHERE status = 'pending'").rowcount
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time (user + system) each process has used so far."""
+    used = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def cpu_used(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds used since `before` by the processes that were there all along."""
+    after = cpu_seconds(pids)
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark database right now."""
+    with psycopg.connect(seed.libpq_url(database_url), autocommit=True) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
 
 
 def wait_for_routing(database_url: str, seconds: float = DRAIN_SECONDS) -> float:
@@ -438,22 +465,30 @@ def profile_run(pids: list[int], seconds: float, name: str) -> list[subprocess.P
 def measure(wrk: str, server: dict, scenario: Scenario, fixtures: dict, args,
             workdir: Path) -> Result:
     """Probe, warm up, then the measured wrk run of one scenario."""
-    status, statements = probe(server["base"], scenario, fixtures)
+    status, _cold = probe(server["base"], scenario, fixtures)
     if scenario.optional and status == 404:
         return Result(scenario.name, scenario.label, probe_status=status,
                       note="not in the app yet (404): skipped")
     if args.warmup > 0:
         run_wrk(wrk, server["base"], scenario, fixtures, seconds=args.warmup,
                 connections=args.connections, workdir=workdir)
+    status, statements = probe(server["base"], scenario, fixtures)  # warm caches, as under load
     spies = (profile_run(worker_pids(server["web"]), args.duration, scenario.name)
              if scenario.name in args.profile else [])
+    web_pids, db_pids = worker_pids(server["web"]), database_backends(server["database_url"])
+    web_before, db_before = cpu_seconds(web_pids), cpu_seconds(db_pids)
     summary = run_wrk(wrk, server["base"], scenario, fixtures, seconds=args.duration,
                       connections=args.connections, workdir=workdir)
+    web_cpu, db_cpu = cpu_used(web_before, web_pids), cpu_used(db_before, db_pids)
     for spy in spies:
         spy.wait(30)
     result = result_from(scenario, summary, status, statements)
+    if result.requests:
+        result.web_cpu_ms = round(1000 * web_cpu / result.requests, 2)
+        result.db_cpu_ms = round(1000 * db_cpu / result.requests, 2)
     log(f"  {scenario.name:<8} {result.requests_per_s:8.1f} req/s  p50 {result.p50_ms:6.1f} ms"
-        f"  p99 {result.p99_ms:6.1f} ms  errors {result.errors}  SQL {statements}")
+        f"  p99 {result.p99_ms:6.1f} ms  errors {result.errors}  SQL {statements}"
+        f"  CPU/req web {result.web_cpu_ms} ms db {result.db_cpu_ms} ms")
     return result
 
 
@@ -656,24 +691,38 @@ def markdown(report: dict) -> str:
              f"{meta['cpus']} CPUs, load before {meta['load_before'][0]:.2f}",
              "",
              "| endpoint | req/s | p50 ms | p95 ms | p99 ms | errors | SQL/req "
-             "| × ceiling | × floor | target |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| CPU ms/req web + db | × ceiling | × floor | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in report["endpoints"]:
         if not r["requests"]:
-            lines.append(f"| `{r['label']}` | – | – | – | – | – | – | – | – | {r['note']} |")
+            lines.append(f"| `{r['label']}` | – | – | – | – | – | – | – | – | – | {r['note']} |")
             continue
         lines.append(
             f"| `{r['label']}` | {r['requests_per_s']:.0f} | {r['p50_ms']:.1f} | "
             f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
-            f"{fmt(r['sql_statements'], '{}')} | {fmt(r['vs_ceiling'], '{:.0%}')} | "
+            f"{fmt(r['sql_statements'], '{}')} | {fmt(r.get('web_cpu_ms'))} + "
+            f"{fmt(r.get('db_cpu_ms'), '{:.2f}')} | {fmt(r['vs_ceiling'], '{:.0%}')} | "
             f"{fmt(r['vs_floor'], '{:.0%}')} | {r['target']} |")
     lines += extra_lines(report)
     return "\n".join(lines)
 
 
+def cpu_shares(report: dict) -> list[str]:
+    """Each target endpoint's share of the floor by CPU per request (web + database): what the
+    req/s ratio is when nothing else competes for the cores."""
+    by_name = {r["name"]: r for r in report["endpoints"] if r["requests"]}
+    floor = by_name.get("floor")
+    if not floor or not floor.get("web_cpu_ms"):
+        return []
+    cost = (floor["web_cpu_ms"] or 0) + (floor["db_cpu_ms"] or 0)
+    parts = [f"{name} {cost / ((r['web_cpu_ms'] or 0) + (r['db_cpu_ms'] or 0)):.0%}"
+             for name, r in by_name.items() if name in TARGETS and r.get("web_cpu_ms")]
+    return [f"- Share of the floor by CPU per request (web + database): {', '.join(parts)}."]
+
+
 def extra_lines(report: dict) -> list[str]:
     """The pipeline and SSE figures under the table."""
-    lines = [""]
+    lines = ["", *cpu_shares(report)]
     p = report.get("pipeline")
     if p:
         lines.append(
@@ -721,10 +770,11 @@ def git_commit() -> str:
 
 
 def save(report: dict) -> Path:
-    """Write latest.json and reports-<scale>.json."""
+    """Write latest.json, and reports-<scale>.json for a run of every endpoint."""
     RESULTS_DIR.mkdir(exist_ok=True)
     text = json.dumps(report, indent=2, ensure_ascii=False)
-    (RESULTS_DIR / f"reports-{report['meta']['reports']}.json").write_text(text)
+    if not report["meta"]["only"]:
+        (RESULTS_DIR / f"reports-{report['meta']['reports']}.json").write_text(text)
     latest = RESULTS_DIR / "latest.json"
     latest.write_text(text)
     return latest
@@ -742,6 +792,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reseed", action="store_true", help="rebuild the data set first")
     parser.add_argument("--database-url", help=f"default: {seed.DEFAULT_DATABASE_URL}")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=GUNICORN["threads"],
+                        help="gunicorn threads per worker")
     parser.add_argument("--duration", type=float, default=10, help="seconds per endpoint")
     parser.add_argument("--warmup", type=float, default=3, help="seconds before each run")
     parser.add_argument("--only", type=lambda v: set(v.split(",")), default=None,
@@ -790,6 +842,7 @@ def run(args, wrk: str, database_url: str, workdir: Path) -> dict:
             extra["sse"] = measure_sse(server["base"], database_url, fixtures)
     add_ratios(results)
     meta = {"started_at": started_at, "commit": git_commit(), "reports": args.scale,
+            "only": sorted(args.only) if args.only else None,
             "rows": seed.table_counts(database_url), "connections": args.connections,
             "duration_s": args.duration, "warmup_s": args.warmup, "wrk": wrk_version(wrk),
             "wrk_threads": WRK_THREADS, "gunicorn": GUNICORN, "cpus": os.cpu_count(),
@@ -801,6 +854,7 @@ def run(args, wrk: str, database_url: str, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """`make bench`."""
     args = parse_args(argv)
+    GUNICORN["threads"] = args.threads
     database_url = seed.database_url(args.database_url)
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="linli-bench-"))

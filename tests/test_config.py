@@ -69,3 +69,21 @@ def test_create_app_refuses_production_with_dev_secret(env):
     env(**{**PROD, "JWT_SECRET_KEY": "short"})
     with pytest.raises(ConfigError, match="Refusing to start in production"):
         create_app()
+
+
+def test_postgres_pool_holds_a_connection_per_gunicorn_thread(env, monkeypatch):
+    """With 8 gthread threads a pool of SQLAlchemy's default 5 opened and closed connections on
+    every burst; PostgreSQL pools 10 (+10 overflow) unless DB_POOL_* say otherwise."""
+    env(LINLI_ENV="development", DATABASE_URL=PROD["DATABASE_URL"])
+    monkeypatch.delenv("DB_POOL_SIZE", raising=False)
+    monkeypatch.delenv("DB_MAX_OVERFLOW", raising=False)
+    options = load_config()["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (10, 10)
+    env(DB_POOL_SIZE="4", DB_MAX_OVERFLOW="0")
+    options = load_config()["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (4, 0)
+
+
+def test_sqlite_keeps_its_own_pool(env):
+    env(LINLI_ENV="development")
+    assert "pool_size" not in load_config()["SQLALCHEMY_ENGINE_OPTIONS"]

@@ -14,34 +14,6 @@ PREFIX = "linli:cache:"
 log = logging.getLogger(__name__)
 
 
-def get_or_set(key: str, ttl_seconds: int, produce: Callable[[], object]):
-    """The cached value of `key`, or `produce()` stored for `ttl_seconds` (JSON-able)."""
-    try:
-        raw = redis_store.client.get(PREFIX + key)
-    except RedisError as exc:  # the cache is an optimisation: never fail a read on it
-        log.warning("cache read of %s failed: %s", key, exc)
-        return produce()
-    if raw is not None:
-        return json.loads(raw)
-    value = produce()
-    try:
-        redis_store.client.set(PREFIX + key, json.dumps(value, ensure_ascii=False,
-                                                        default=str), ex=ttl_seconds)
-    except RedisError as exc:
-        log.warning("cache write of %s failed: %s", key, exc)
-    return value
-
-
-def invalidate(*keys: str) -> None:
-    """Forget cached keys (called after the write that changed them commits)."""
-    if not keys:
-        return
-    try:
-        redis_store.client.delete(*(PREFIX + k for k in keys))
-    except RedisError as exc:
-        log.warning("cache invalidation of %s failed: %s", keys, exc)
-
-
 # --- generations: a write to a watched table makes every cached value built from it stale ---
 
 GENERATION_PREFIX = "linli:gen:"
@@ -53,20 +25,43 @@ def watch(model: type, generation: str) -> None:
     WATCHED[model] = generation
 
 
-def generations(*names: str) -> str:
-    """The current generation numbers of `names`, as a cache-key suffix."""
-    try:
-        values = redis_store.client.mget([GENERATION_PREFIX + n for n in names])
-    except RedisError:
-        return "nogen"
-    return ".".join((v or b"0").decode() for v in values)
-
-
 def cached(key: str, ttl_seconds: int, produce: Callable[[], object], *,
            depends_on: tuple[str, ...] = ()):
-    """get_or_set keyed on the generations the value depends on."""
-    suffix = f"@{generations(*depends_on)}" if depends_on else ""
-    return get_or_set(key + suffix, ttl_seconds, produce)
+    """The value of `key` as built from the current generations of `depends_on`."""
+    return cached_many([(key, ttl_seconds, produce, depends_on)])[0]
+
+
+def cached_many(entries: list[tuple[str, int, Callable[[], object], tuple[str, ...]]]) -> list:
+    """Several `cached` values in two Redis round trips (the generations, then the values)
+    instead of two each; entries are (key, ttl_seconds, produce, depends_on)."""
+    client = redis_store.client
+    names = sorted({name for *_head, depends_on in entries for name in depends_on})
+    try:
+        numbers = dict(zip(names, client.mget([GENERATION_PREFIX + n for n in names]),
+                           strict=True)) if names else {}
+        keys = [PREFIX + key + (f"@{'.'.join((numbers[n] or b'0').decode() for n in deps)}"
+                                if deps else "")
+                for key, _ttl, _produce, deps in entries]
+        raws = client.mget(keys)
+    except RedisError as exc:  # the cache is an optimisation: never fail a read on it
+        log.warning("cache read failed: %s", exc)
+        return [produce() for _key, _ttl, produce, _deps in entries]
+    values, missing = [], []
+    for (_key, ttl, produce, _deps), key, raw in zip(entries, keys, raws, strict=True):
+        if raw is None:
+            values.append(produce())
+            missing.append((key, ttl, values[-1]))
+        else:
+            values.append(json.loads(raw))
+    if missing:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key, ttl, value in missing:
+                pipe.set(key, json.dumps(value, ensure_ascii=False, default=str), ex=ttl)
+            pipe.execute()
+        except RedisError as exc:
+            log.warning("cache write failed: %s", exc)
+    return values
 
 
 def _touched(session, generation: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from flask import Response, jsonify, request
 from flask.views import MethodView
@@ -19,11 +18,17 @@ blp = Blueprint("bff", __name__, url_prefix="/api/v1/bff",
                 description="Screens of the mini-program, one request each")
 
 
+# One instance each, reused: a schema instantiated per request deep-copies its declared fields
+# and builds its nested schemas again - a third of the home screen's CPU (profiled).
+HOME_SCHEMA = HomeSchema()
+REPORT_SCHEMA = ReportSchema()
+ORDER_SCHEMA = CanteenOrderSchema()
+
+
 def conditional(body: dict) -> Response:
     """A JSON response with a strong ETag; 304 when the client already has this body."""
-    raw = json.dumps(body, ensure_ascii=False, sort_keys=True, default=str)
-    response = jsonify(body)
-    response.set_etag(hashlib.sha256(raw.encode()).hexdigest()[:32])
+    response = jsonify(body)  # keys sorted (Flask's default), so equal bodies hash equal
+    response.set_etag(hashlib.sha256(response.get_data()).hexdigest()[:32])
     response.headers["Cache-Control"] = "private, no-cache"
     return response.make_conditional(request)
 
@@ -35,7 +40,7 @@ class Home(MethodView):
     @blp.alt_response(304, description="unchanged since If-None-Match")
     def get(self):
         """The home screen: me, unread count, open reports, bookings, activities, canteen."""
-        return conditional(HomeSchema().dump(bff.home(current_user_id())))
+        return conditional(HOME_SCHEMA.dump(bff.home(current_user_id())))
 
 
 @blp.route("/reports/<int:report_id>")
@@ -46,7 +51,7 @@ class ReportScreen(MethodView):
     def get(self, report_id):
         """A report's detail screen: photos with thumbnails, Chinese timeline, handlers."""
         report = reports.report_for_resident(report_id=report_id, user_id=current_user_id())
-        return conditional(ReportSchema().dump(report))
+        return conditional(REPORT_SCHEMA.dump(report))
 
 
 @blp.route("/orders/<int:order_id>")
@@ -57,4 +62,4 @@ class OrderScreen(MethodView):
     def get(self, order_id):
         """An order's screen: items, price, Chinese timeline, the courier's position and ETA."""
         order = canteen_orders.order_for_resident(order_id=order_id, user_id=current_user_id())
-        return conditional(CanteenOrderSchema().dump(order))
+        return conditional(ORDER_SCHEMA.dump(order))
