@@ -33,5 +33,7 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the relay (or a requeue) last handed the row to RQ; the enqueue right after the
+    # business commit does not write it (see app.services.outbox.commit).
     enqueued_at: Mapped[datetime | None]
     done_at: Mapped[datetime | None]

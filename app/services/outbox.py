@@ -17,7 +17,6 @@ from rq import Retry
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import InvalidTransition, NotFound
 from app.extensions import QUEUE_NAMES, db, redis_store
@@ -65,17 +64,7 @@ def commit() -> None:
              if message in db.session]
     db.session.commit()
     for message_id, queue, job in fresh:
-        _dispatch_quietly(message_id, queue, job)
-
-
-def _dispatch_quietly(message_id: int, queue: str, job: str) -> None:
-    """Enqueue a row just committed (so still pending), logging instead of raising: the
-    business commit has already happened."""
-    try:
-        _enqueue(message_id, queue, job)
-    except SQLAlchemyError:
-        db.session.rollback()
-        log.exception("outbox message %s: could not record its enqueue", message_id)
+        _put_on_queue(message_id, queue, job)
 
 
 def dispatch(message_id: int) -> bool:
@@ -86,19 +75,31 @@ def dispatch(message_id: int) -> bool:
     return _enqueue(message_id, message.queue, message.job)
 
 
-def _enqueue(message_id: int, queue: str, job: str) -> bool:
-    """Put a pending row's RQ job on its queue and commit its enqueued_at."""
-    description = f"outbox {message_id}: {job}"
-    enqueued_at = utcnow()
+def _put_on_queue(message_id: int, queue: str, job: str) -> bool:
+    """Put a pending row's RQ job on its queue; False (logged) when Redis is unavailable.
+
+    Right after the business commit nothing more is written: the row stays pending until its
+    job marks it done, and the relay only looks at rows older than its interval - a row whose
+    job is still queued or running is left alone (a transaction less per request).
+    """
     try:
         # In-process mode this runs the job right here, on this same scoped session.
         redis_store.queue(queue).enqueue(
             RUNNER, message_id, job_id=job_id(message_id), retry=retry_policy(),
-            description=description,
+            description=f"outbox {message_id}: {job}",
         )
     except RedisError as exc:
         log.warning("outbox message %s: enqueue failed (%s); left pending for the relay",
                     message_id, exc)
+        return False
+    return True
+
+
+def _enqueue(message_id: int, queue: str, job: str) -> bool:
+    """Enqueue a row again (relay, requeue) and commit its enqueued_at: when it was last
+    handed to RQ by the relay, which then leaves it alone for an interval."""
+    enqueued_at = utcnow()
+    if not _put_on_queue(message_id, queue, job):
         return False
     db.session.execute(
         update(OutboxMessage).where(OutboxMessage.id == message_id).values(enqueued_at=enqueued_at)
