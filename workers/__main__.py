@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -98,10 +99,19 @@ def warm_up() -> None:
     (imports, SQLAlchemy's mapper configuration) it redoes and throws away for every job -
     about half a second each, measured by `make bench`.
     """
+    import _strptime  # noqa: F401 - datetime.strptime imports it lazily, in every horse
     from sqlalchemy.orm import configure_mappers
+
+    from app.wechat import get_client
 
     load_job_modules()
     configure_mappers()
+    # Notification jobs call WeChat: build the client (and its TLS context) once, here. Its
+    # connection pool is still empty, so no socket is shared with the horses.
+    get_client()
+    # Keep the horses from writing to (so copying) every page of the parent's heap when their
+    # garbage collector walks the objects made so far.
+    gc.freeze()
 
 
 def run_worker(app: Flask, queue_names: list[str], *, burst: bool) -> bool:
