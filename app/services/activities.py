@@ -975,20 +975,21 @@ def send_reminders(*, limit: int = 500) -> int:
     """Remind confirmed residents the day before and 1 h before; returns how many were sent."""
     sent = 0
     for kind, attr, window, label in REMINDERS:
-        for signup in _due_reminders(getattr(Signup, attr), window, limit):
+        # (signup, activity) pairs: each reminder commits, which expires the loaded rows; the
+        # activity row reloads itself, a lazy="raise" relationship would not.
+        for signup, activity in _due_reminders(getattr(Signup, attr), window, limit):
             setattr(signup, attr, now())
-            if kind == "day" and signup.activity.starts_at - now() <= REMINDERS[1][2]:
+            if kind == "day" and activity.starts_at - now() <= REMINDERS[1][2]:
                 db.session.commit()  # inside the last hour the 1-hour reminder replaces it
                 continue
-            sent += _remind(signup, kind, label)
+            sent += _remind(signup, activity, kind, label)
     return sent
 
 
-def _remind(signup: Signup, kind: str, label: str) -> bool:
+def _remind(signup: Signup, activity: Activity, kind: str, label: str) -> bool:
     """One reminder (in-app and subscribe message); False when it had been sent already."""
     from app.services.notifications import notify_user
 
-    activity = signup.activity
     return bool(notify_user(
         user_id=signup.user_id, kind="activity_reminder",
         title=f"活动提醒：{activity.title}{label}开始", body=activity.place,
@@ -998,15 +999,16 @@ def _remind(signup: Signup, kind: str, label: str) -> bool:
         page=f"pages/activities/detail?id={activity.id}"))
 
 
-def _due_reminders(column, window: timedelta, limit: int) -> list[Signup]:
-    """Confirmed signups of published activities starting within `window`, not yet reminded."""
+def _due_reminders(column, window: timedelta, limit: int) -> list[tuple[Signup, Activity]]:
+    """Confirmed signups of published activities starting within `window`, not yet reminded,
+    each with its activity."""
     stamp = now()
-    return list(db.session.scalars(
-        select(Signup).join(Activity, Activity.id == Signup.activity_id)
+    return list(db.session.execute(
+        select(Signup, Activity).join(Activity, Activity.id == Signup.activity_id)
         .where(Signup.status == SS.CONFIRMED, column.is_(None),
                Activity.status == AS.PUBLISHED, Activity.starts_at > stamp,
                Activity.starts_at <= stamp + window)
-        .options(selectinload(Signup.activity)).order_by(Signup.id).limit(limit)))
+        .order_by(Signup.id).limit(limit)).all())
 
 
 # --- demo -----------------------------------------------------------------------------------

@@ -377,6 +377,19 @@ def test_reminders_go_the_day_before_and_the_hour_before_never_to_cancelled(plac
     assert going.id == notifications_for(place.li)[0].data["signup_id"]
 
 
+def test_several_residents_inside_the_last_hour_each_get_the_hour_reminder_once(place):
+    # The day-before pass skips them one by one, committing each: the next signup's activity
+    # must still be readable (it was lazy="raise" after the commit, failing the periodic job).
+    activity = publish(place, starts_in=timedelta(minutes=40), capacity=3)
+    for person in (place.li, place.grandma):
+        sign_up(activity, person)
+    assert activities.send_reminders() == 2
+    assert activities.send_reminders() == 0
+    for person in (place.li, place.grandma):
+        titles = [n.title for n in notifications_for(person, "activity_reminder")]
+        assert titles == ["活动提醒：端午香囊手工课1小时后开始"]
+
+
 def test_no_reminder_for_a_cancelled_activity(place):
     activity = publish(place, starts_in=timedelta(hours=5))
     sign_up(activity, place.li)
