@@ -350,7 +350,9 @@ def create_booking(*, user_id: int, service_id: int, start: datetime,
     start = as_aware(start, service)
     check_bookable_start(service, start)
     slot_id = ensure_slot(service, start)
-    _lock_user(user.id)
+    for locked_id in sorted({user.id, person.id}):  # the booker's limit, the person's place
+        _lock_user(locked_id)
+    _check_not_booked(slot_id, person.id)
     _check_limit(service, user.id)
     take_seat(slot_id)
     status = BS.PENDING if service.requires_confirmation else BS.CONFIRMED
@@ -373,6 +375,15 @@ def create_booking(*, user_id: int, service_id: int, start: datetime,
 def _lock_user(user_id: int) -> None:
     """Serialise one resident's bookings (row lock on PostgreSQL) so the limit holds."""
     db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+def _check_not_booked(slot_id: int, person_id: int) -> None:
+    """409 `already_booked` when the served person already holds a place in the slot."""
+    held = db.session.scalar(select(Booking.id).where(
+        Booking.slot_id == slot_id, Booking.for_user_id == person_id,
+        Booking.status.in_(OPEN_STATUSES)).limit(1))
+    if held is not None:
+        raise Conflict("该时段已为此人预约", code="already_booked", details={"booking_id": held})
 
 
 def _check_limit(service: Service, user_id: int) -> None:

@@ -246,6 +246,20 @@ def test_slot_full_is_409_and_writes_nothing(client, place):
     assert slot_row(place.study, local(2, 10)).booked == 3
 
 
+def test_booking_a_slot_the_person_already_holds_is_409_and_writes_nothing(client, place):
+    first = create(client, place.resident, place.study, local(2, 10)).get_json()
+    before = rows()
+    r = create(client, place.resident, place.study, local(2, 10))
+    assert error(r) == (409, "already_booked")
+    assert r.get_json()["error"]["details"]["booking_id"] == first["id"]
+    assert rows() == before and slot_row(place.study, local(2, 10)).booked == 1
+    r = create(client, place.elder, place.study, local(2, 10), for_member_id=place.resident.id)
+    assert error(r) == (409, "already_booked")  # booked by her family, still one place
+    r = create(client, place.resident, place.study, local(2, 10), for_member_id=place.elder.id)
+    assert r.status_code == 201  # another person of the household may come too
+    assert slot_row(place.study, local(2, 10)).booked == 2
+
+
 @pytest.mark.parametrize(("case", "code"), [
     ("outside_hours", "outside_opening_hours"),
     ("off_grid", "not_on_grid"),

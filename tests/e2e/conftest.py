@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -80,12 +81,17 @@ def e2e_app(app, wechat_server):
         redis_store.client.close()
 
 
+def service_env(app, **extra: str) -> dict:
+    """Environment for a process of this test run: its database, Redis and upload directory."""
+    return dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+                REDIS_URL=app.config["REDIS_URL"], UPLOAD_DIR=app.config["UPLOAD_DIR"],
+                LINLI_ENV="testing", **extra)
+
+
 @pytest.fixture
 def worker_env(app, wechat_server, tmp_path):
     """Environment for worker processes of this test run."""
-    return dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-                REDIS_URL=app.config["REDIS_URL"], WX_API_BASE=wechat_server,
-                UPLOAD_DIR=app.config["UPLOAD_DIR"], LINLI_ENV="testing")
+    return service_env(app, WX_API_BASE=wechat_server)
 
 
 @pytest.fixture
@@ -114,14 +120,17 @@ def start_worker(worker_env, tmp_path):
         proc.log_file.close()
 
 
-@pytest.fixture
-def live_server(worker_env):
-    """gunicorn serving the app the way production does (gthread workers for SSE)."""
+@contextmanager
+def gunicorn(env: dict, *, workers: int = 1, threads: int = 8, log=subprocess.DEVNULL):
+    """gunicorn serving wsgi:app the way production does (gthread workers for SSE).
+
+    Yields the base URL once /healthz answers; `log` takes gunicorn's and the app's output.
+    """
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8",
-         "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=worker_env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread",
+         "--threads", str(threads), "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(base), timeout=20)
@@ -129,6 +138,13 @@ def live_server(worker_env):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.fixture
+def live_server(worker_env):
+    """gunicorn (one worker) serving the app for one end-to-end test."""
+    with gunicorn(worker_env) as base:
+        yield base
 
 
 def _healthy(base: str) -> bool:

@@ -86,7 +86,7 @@ class Bookings(MethodView):
     @blp.arguments(BookingCreateSchema)
     @blp.response(201, BookingDetailSchema)
     def post(self, body):
-        """Book a slot: 201 confirmed (or pending), 409 slot_full, 422 for a rule broken."""
+        """Book a slot: 201 confirmed (or pending), 409 slot_full or already_booked, 422 a rule."""
         return booking.create_booking(user_id=current_user_id(), **body)
 
 
