@@ -100,6 +100,7 @@ def warm_up() -> None:
     about half a second each, measured by `make bench`.
     """
     import _strptime  # noqa: F401 - datetime.strptime imports it lazily, in every horse
+
     from sqlalchemy.orm import configure_mappers
 
     from app.wechat import get_client
