@@ -51,6 +51,11 @@ def register_extensions(app: Flask) -> None:
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    # The big screen's token (flask screen-token): a header, or ?token= for EventSource.
+    api.spec.components.security_scheme(
+        "screenToken", {"type": "apiKey", "in": "header", "name": "X-Screen-Token"})
+    api.spec.components.security_scheme(
+        "screenTokenQuery", {"type": "apiKey", "in": "query", "name": "token"})
     _sqlite_pragmas(app)
     _cache_hooks()
 

@@ -1,4 +1,5 @@
-"""Flask CLI commands: `flask seed-demo`, `flask create-staff`, `flask outbox-relay`, ..."""
+"""Flask CLI commands: `flask seed-demo`, `flask create-staff`, `flask create-platform-operator`,
+`flask outbox-relay`, ..."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def register(app: Flask) -> None:
 
 
 def register_account_commands(app: Flask) -> None:
-    """seed-demo and create-staff."""
+    """seed-demo, create-staff and the platform operator commands."""
     import click
     from flask import current_app
 
@@ -72,6 +73,34 @@ def register_account_commands(app: Flask) -> None:
             db.session.rollback()
             raise click.ClickException(f"{exc.message} ({exc.code})") from exc
         click.echo(f"Staff login {user.username!r} (id {user.id}) has role {role} in {org_code}.")
+
+    @app.cli.command("create-platform-operator")
+    @click.option("--username", required=True, help="The login name (an existing one is flagged).")
+    @click.option("--password", required=True, prompt=True, hide_input=True,
+                  confirmation_prompt=True, help="At least 8 characters.")
+    @click.option("--name", "display_name", default=None, help="Display name (default: username).")
+    def create_platform_operator_command(username: str, password: str,
+                                         display_name: str | None) -> None:
+        """Create a platform operator: failed jobs of every community, no org of its own."""
+        try:
+            user = accounts.make_platform_operator(username=username, password=password,
+                                                   display_name=display_name)
+        except APIError as exc:
+            db.session.rollback()
+            raise click.ClickException(f"{exc.message} ({exc.code})") from exc
+        click.echo(f"Login {user.username!r} (id {user.id}) is a platform operator; it signs in "
+                   "through POST /api/v1/auth/staff-login.")
+
+    @app.cli.command("revoke-platform-operator")
+    @click.option("--username", required=True, help="The login name.")
+    def revoke_platform_operator_command(username: str) -> None:
+        """Take the platform operator role away from a login (at once, whatever its tokens say)."""
+        try:
+            user = accounts.revoke_platform_operator(username=username)
+        except APIError as exc:
+            db.session.rollback()
+            raise click.ClickException(f"{exc.message} ({exc.code})") from exc
+        click.echo(f"Login {user.username!r} (id {user.id}) is no longer a platform operator.")
 
 
 def register_outbox_commands(app: Flask) -> None:

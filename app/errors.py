@@ -143,12 +143,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(APIError)
     def _api_error(exc: APIError):
-        _discard_unsaved_changes()
+        discard_unsaved_changes()
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        _discard_unsaved_changes()
+        discard_unsaved_changes()
         return render_http_exception(exc)
 
     @app.errorhandler(OperationalError)
@@ -181,7 +181,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        _discard_unsaved_changes()
+        discard_unsaved_changes()
         request_id = getattr(g, "request_id", None)
         log.exception("unhandled error (request_id=%s)", request_id)
         return error_response(
@@ -194,7 +194,7 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
-def _discard_unsaved_changes() -> None:
+def discard_unsaved_changes() -> None:
     """A failed request writes nothing: drop whatever it added before the error."""
     from app.extensions import db
 

@@ -19,17 +19,21 @@ log = logging.getLogger(__name__)
 
 RESIDENT = "resident"
 STAFF_KIND = "staff"
+# The people who run the deployment: a flag on the login (users.is_platform_operator), not a
+# role in an org, because every org belongs to one community (see is_platform_operator).
+PLATFORM_OPERATOR = "platform_operator"
 BLOCKLIST_PREFIX = "linli:jwt:revoked:"
 
 
 def role_required(*roles: str, org_types: Iterable[str] | None = None) -> Callable:
     """Allow a route only to callers holding one of `roles`.
 
-    `resident` means a token from WeChat login; any other name is a staff role held in an
-    org (optionally of one of `org_types`). Token problems are 401, role problems 403.
+    `resident` means a token from WeChat login; `platform_operator` a staff login flagged as
+    one (see is_platform_operator); any other name is a staff role held in an org (optionally
+    of one of `org_types`). Token problems are 401, role problems 403.
     """
     allowed = set(roles)
-    staff_roles = allowed - {RESIDENT}
+    staff_roles = allowed - {RESIDENT, PLATFORM_OPERATOR}
     types = set(org_types or ())
 
     def decorator(fn: Callable) -> Callable:
@@ -38,6 +42,8 @@ def role_required(*roles: str, org_types: Iterable[str] | None = None) -> Callab
             verify_jwt_in_request()
             claims = get_jwt()
             if RESIDENT in allowed and claims.get("kind") == RESIDENT:
+                return fn(*args, **kwargs)
+            if PLATFORM_OPERATOR in allowed and is_platform_operator(claims):
                 return fn(*args, **kwargs)
             # staff_orgs(roles=set()) means "any role": a resident-only route must not use it.
             if not staff_roles or not staff_orgs(roles=staff_roles, org_types=types):
@@ -73,6 +79,21 @@ def document_security(view: Callable, roles: list[str]) -> None:
     manual.setdefault("description", "")
     manual["description"] = (manual["description"] + f"\n\nRoles: {', '.join(roles)}.").strip()
     view._apidoc = doc
+
+
+def is_platform_operator(claims: dict) -> bool:
+    """Whether a staff token's holder is a platform operator, confirmed in the database.
+
+    The token says so (`platform_operator` claim), but the flag is re-read on every call: the
+    role reaches every community's data, so a revoked or disabled operator loses it at once
+    rather than when the token expires. Only the few platform routes pay the lookup.
+    """
+    from app.models import User
+
+    if claims.get("kind") != STAFF_KIND or claims.get(PLATFORM_OPERATOR) is not True:
+        return False
+    user = db.session.get(User, current_user_id())
+    return bool(user and user.is_active and user.is_platform_operator)
 
 
 def current_user_id() -> int:

@@ -101,6 +101,19 @@ def staff(of: Org, role: str = "staff", *, password: str = "correct-horse-1",
     return user
 
 
+def platform_operator(**kw) -> User:
+    """A platform operator's login: no org, no community."""
+    from werkzeug.security import generate_password_hash
+
+    n = next(_seq)
+    password_hash = generate_password_hash("correct-horse-1", method="pbkdf2:sha256:1000")
+    user = User(username=kw.pop("username", f"operator{n}"), display_name=f"运维{n}",
+                password_hash=password_hash, is_platform_operator=True, **kw)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
 def headers(user: User, kind: str | None = None) -> dict:
     """Authorization headers with a fresh access token for `user`."""
     kind = kind or (STAFF_KIND if user.username else RESIDENT)

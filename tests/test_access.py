@@ -25,6 +25,28 @@ def test_every_route_declares_who_may_call_it(app):
     assert undeclared_routes(app) == []
 
 
+def declared_access(app) -> dict[str, str]:
+    """`METHOD /path` -> the declaration of every route that has one."""
+    found = {}
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        view_class = getattr(view, "view_class", None)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            handler = getattr(view_class, method.lower(), None) if view_class else view
+            if getattr(handler, "_linli_access", None):
+                found[f"{method} {rule.rule}"] = handler._linli_access
+    return found
+
+
+def test_the_platform_routes_are_for_platform_operators_alone(app):
+    # /api/v1/admin reaches every community's data (the outbox): no org role may call it, and
+    # the platform role opens nothing else.
+    access = declared_access(app)
+    admin = {k: v for k, v in access.items() if k.split(" ", 1)[1].startswith("/api/v1/admin/")}
+    assert admin and set(admin.values()) == {"roles: platform_operator"}
+    assert {k for k, v in access.items() if "platform_operator" in v} == set(admin)
+
+
 def test_an_undeclared_route_is_caught(app):
     from flask import Flask
 

@@ -27,16 +27,27 @@ from sqlalchemy import func, select
 from werkzeug.routing import AnyConverter, IntegerConverter
 
 from app.extensions import db
-from app.models import Booking, Order, Redemption, Report, Signup, WatchedElder
+from app.models import (
+    Booking,
+    Order,
+    OutboxMessage,
+    OutboxStatus,
+    Redemption,
+    Report,
+    Signup,
+    WatchedElder,
+)
 from app.models.timebank import LedgerEntry
 from app.services.activities import make_token
+from tests import factories as f
 from tests.booking_fixtures import local
 from tests.tenancy_fixtures import RESOURCE_PARAMS, build_world, unread
 
 # Routes whose ids do not address a tenant's resource, and why.
 EXEMPT = {
     "POST /api/v1/admin/jobs/failed/<int:message_id>/requeue":
-        "the deployment-wide outbox: a failed job belongs to no community (admin role only)",
+        "the deployment-wide outbox: a failed job belongs to no community (platform operators "
+        "only: see test_no_org_caller_reaches_the_platform_routes)",
     "GET /api/v1/community/buildings/<int:building_id>":
         "a public directory: the household-claim picker lists any community's buildings "
         "(GET /community/buildings?community_id=) before the caller belongs anywhere",
@@ -275,6 +286,32 @@ def test_another_household_and_another_property_company_get_404(app, client, wor
             problems += check_route(client, key, rule, side.ids,
                                     {"prop2": side.headers("prop2")}, need_404=False)
     assert not problems, "\n".join(problems)
+
+
+def test_no_org_caller_reaches_the_platform_routes(app, client, world):
+    # The failed-jobs routes are exempt above (no tenant owns an outbox row), so they are checked
+    # here: every caller of either community, the office's `admin` included, gets 403 and
+    # changes nothing; only a platform operator gets through.
+    stuck = OutboxMessage(job="routing.route_report", args={"report_id": world.a.ids["report_id"]},
+                          queue="default", status=OutboxStatus.FAILED, attempts=5,
+                          last_error="boom")
+    db.session.add(stuck)
+    db.session.commit()
+    routes = [("GET", "/api/v1/admin/jobs/failed"),
+              ("POST", f"/api/v1/admin/jobs/failed/{stuck.id}/requeue")]
+    before = snapshot()
+    problems = []
+    for side in (world.a, world.b):
+        for name in (*CROSS_CALLERS, "prop2", "neighbour"):
+            for method, path in routes:
+                r = client.open(path, method=method, headers=side.headers(name))
+                code = (r.get_json(silent=True) or {}).get("error", {}).get("code")
+                if (r.status_code, code) != (403, "forbidden_role"):
+                    problems.append(f"{method} {path} as {side.name}/{name}: {r.status_code}")
+    assert not problems, "\n".join(problems)
+    assert changed_tables(before, snapshot()) == []
+    operator = f.headers(f.platform_operator())
+    assert client.get(routes[0][1], headers=operator).status_code == 200
 
 
 # --- ids inside request bodies ----------------------------------------------------------------

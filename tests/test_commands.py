@@ -1,4 +1,4 @@
-"""The account commands: `flask seed-demo` and `flask create-staff`."""
+"""The account commands: `flask seed-demo`, `flask create-staff` and the platform operator's."""
 
 from __future__ import annotations
 
@@ -99,3 +99,46 @@ def test_create_staff_rejects_bad_input_and_writes_nothing(runner, property_org,
     assert message in result.output
     assert "Traceback" not in result.output
     assert count(User) == 0 and count(Membership) == 0
+
+
+def test_create_platform_operator_makes_a_login_that_reads_the_failed_jobs(runner, client):
+    result = runner.invoke(args=["create-platform-operator", "--username", "ops",
+                                 "--password", "long-enough-1", "--name", "平台运维"])
+    assert result.exit_code == 0, result.output
+    assert "'ops'" in result.output and "platform operator" in result.output
+    user = db.session.scalar(select(User).where(User.username == "ops"))
+    assert user.is_platform_operator and user.community_id is None
+    assert user.display_name == "平台运维" and count(Membership) == 0
+    r = client.post("/api/v1/auth/staff-login",
+                    json={"username": "ops", "password": "long-enough-1"})
+    token = r.get_json()["access_token"]
+    jobs = client.get("/api/v1/admin/jobs/failed", headers={"Authorization": f"Bearer {token}"})
+    assert jobs.status_code == 200
+
+    result = runner.invoke(args=["revoke-platform-operator", "--username", "ops"])
+    assert result.exit_code == 0, result.output
+    jobs = client.get("/api/v1/admin/jobs/failed", headers={"Authorization": f"Bearer {token}"})
+    assert jobs.status_code == 403  # at once, although the token still says so
+
+
+def test_create_platform_operator_flags_an_existing_login_and_keeps_its_roles(runner,
+                                                                             property_org):
+    assert create_staff(runner).exit_code == 0
+    result = runner.invoke(args=["create-platform-operator", "--username", "li",
+                                 "--password", "long-enough-2"])
+    assert result.exit_code == 0, result.output
+    user = db.session.scalar(select(User).where(User.username == "li"))
+    assert user.is_platform_operator and count(User) == 1 and count(Membership) == 1
+    assert check_password_hash(user.password_hash, "long-enough-2")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["create-platform-operator", "--username", "ops", "--password", "short"], "weak_password"),
+    (["revoke-platform-operator", "--username", "nobody"], "user_not_found"),
+])
+def test_platform_operator_commands_reject_bad_input_and_write_nothing(runner, app, args,
+                                                                       message):
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
+    assert count(User) == 0

@@ -18,6 +18,9 @@ def register(app: Flask) -> None:
     app.register_blueprint(open311_blp)
     for module in BLUEPRINTS:
         api.register_blueprint(__import__(f"app.blueprints.{module}.routes", fromlist=["blp"]).blp)
+    from app.blueprints.open311_spec import document as document_open311
+
+    document_open311(api.spec)
 
 
 # Each entry is a package app/blueprints/<name>/ with routes.py exposing `blp`.

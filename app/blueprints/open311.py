@@ -15,9 +15,19 @@ from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, g, jsonify, request
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from app.errors import HTTP_CODES, APIError
+from app.errors import (
+    HTTP_CODES,
+    APIError,
+    DatabaseUnavailable,
+    ServiceUnavailable,
+    ValidationFailed,
+    discard_unsaved_changes,
+)
 from app.models.reports import Report, ReportCategory
 from app.security import access
 from app.services import open311
@@ -52,15 +62,53 @@ def open311_error(status: int, description: str, headers: dict | None = None):
     return response
 
 
+@blp.before_request
+def _refuse_nul_characters():
+    """400 for U+0000 in any parameter: PostgreSQL text cannot hold it, and SQLite would store
+    it, so it is refused here, the same on every backend (found by fuzzing /open311)."""
+    values = [*request.args.items(multi=True), *(request.view_args or {}).items()]
+    if request.method == "POST":
+        values += list(request.form.items(multi=True))
+    if any("\x00" in f"{name}{value}" for name, value in values):
+        raise Open311Error(400, "参数中不能含有空字符（U+0000）")
+
+
 @blp.errorhandler(Open311Error)
 def _open311_error(exc: Open311Error):
+    discard_unsaved_changes()
     return open311_error(exc.status, exc.description)
 
 
 @blp.errorhandler(APIError)
 def _api_error(exc: APIError):
+    discard_unsaved_changes()
     status = OPEN311_STATUS.get(exc.status, exc.status)
     return open311_error(status, exc.message, exc.headers)
+
+
+# The app maps these to 422 / 503 (app/errors.py), but Flask asks a blueprint's handlers first,
+# the catch-all below included, so without these they were 500s here.
+@blp.errorhandler(DataError)
+@blp.errorhandler(OverflowError)
+def _value_out_of_range(exc: Exception):
+    log.info("Open311 value out of range (request_id=%s): %s", g.get("request_id"),
+             (str(exc).splitlines() or [type(exc).__name__])[0][:300])
+    return _api_error(ValidationFailed("输入的数值或内容超出允许范围"))
+
+
+@blp.errorhandler(OperationalError)
+@blp.errorhandler(InterfaceError)
+@blp.errorhandler(PoolTimeout)
+def _database_unavailable(exc: Exception):
+    log.warning("Open311: database unavailable (request_id=%s): %s", g.get("request_id"),
+                type(exc).__name__)
+    return _api_error(DatabaseUnavailable())
+
+
+@blp.errorhandler(RedisError)
+def _redis_unavailable(exc: RedisError):
+    log.warning("Open311: redis unavailable (request_id=%s): %s", g.get("request_id"), exc)
+    return _api_error(ServiceUnavailable())
 
 
 @blp.errorhandler(HTTPException)
@@ -74,6 +122,7 @@ def _http_error(exc: HTTPException):
 
 @blp.errorhandler(Exception)
 def _unexpected(exc: Exception):
+    discard_unsaved_changes()
     log.exception("unhandled Open311 error (request_id=%s)", g.get("request_id"))
     return open311_error(500, "服务器开小差了，请稍后再试")
 

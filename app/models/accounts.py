@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, str_enum, utcnow
@@ -47,7 +47,12 @@ class Relation(enum.StrEnum):
 
 
 class User(Base):
-    """Anyone who signs in: residents (WeChat) and staff (username/password) alike."""
+    """Anyone who signs in: residents (WeChat) and staff (username/password) alike.
+
+    `is_platform_operator` marks the people who run the deployment itself (failed background
+    jobs of every community): a platform role, held by the login, not by a membership of an org,
+    since every org belongs to one community.
+    """
 
     __tablename__ = "users"
     __table_args__ = (UniqueConstraint("wx_appid", "openid"),)
@@ -63,6 +68,8 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(20))
     birth_year: Mapped[int | None] = mapped_column(Integer)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_platform_operator: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     household_links: Mapped[list[HouseholdMember]] = relationship(

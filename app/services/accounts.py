@@ -25,7 +25,7 @@ from app.models import (
     Role,
     User,
 )
-from app.security import RESIDENT, STAFF_KIND, revoke_token
+from app.security import PLATFORM_OPERATOR, RESIDENT, STAFF_KIND, revoke_token
 
 # Checked against when the username is unknown, so both failures cost the same time.
 _DUMMY_HASH = generate_password_hash("linli-dummy-password")
@@ -43,7 +43,8 @@ def issue_tokens(user: User, kind: str) -> dict:
 
 
 def token_claims(user: User, kind: str) -> dict:
-    """The claims a token carries: the kind of sign-in, and for staff their org roles."""
+    """The claims a token carries: the kind of sign-in, and for staff their org roles (and
+    `platform_operator: true` for a platform operator)."""
     claims: dict = {"kind": kind, "community_id": user.community_id}
     if kind == STAFF_KIND:
         rows = db.session.execute(
@@ -58,6 +59,8 @@ def token_claims(user: User, kind: str) -> dict:
             for r in rows
         ]
         claims["roles"] = sorted({str(r.role) for r in rows})
+        if user.is_platform_operator:
+            claims[PLATFORM_OPERATOR] = True
     return claims
 
 
@@ -250,6 +253,31 @@ def create_staff(*, username: str, password: str, org_code: str, role: str,
         Membership.user_id == user.id, Membership.org_id == org.id, Membership.role == role))
     if exists is None:
         db.session.add(Membership(user_id=user.id, org_id=org.id, role=role))
+    db.session.commit()
+    return user
+
+
+def make_platform_operator(*, username: str, password: str,
+                           display_name: str | None = None) -> User:
+    """Create a platform operator's login (no org, no community), or flag an existing login."""
+    if len(password) < 8:
+        raise ValidationFailed("密码至少 8 位", code="weak_password")
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = User(username=username, display_name=display_name or username)
+        db.session.add(user)
+    user.password_hash = generate_password_hash(password)
+    user.is_platform_operator = True
+    db.session.commit()
+    return user
+
+
+def revoke_platform_operator(*, username: str) -> User:
+    """Take the platform role away from a login (it keeps its org roles, if any)."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"没有用户名为 {username} 的账号", code="user_not_found")
+    user.is_platform_operator = False
     db.session.commit()
     return user
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, RateLimited
 from app.extensions import db
 from app.models import ClaimStatus, Household, HouseholdMember, Membership, Role, User
@@ -81,6 +82,10 @@ PICKUP_CODE_ATTEMPTS = 8
 LOCATION_INTERVAL = timedelta(seconds=5)
 DEFAULT_COURIER_SPEED_MPS = 3.0  # an e-bike in the lanes of an old estate, stops included
 HANDOVER_SECONDS = 60
+# Online orders per resident per window (app config ORDER_RATE_LIMIT / ORDER_RATE_WINDOW_SECONDS):
+# a household orders a few meals a day; a burst beyond this is a script or a stuck client.
+DEFAULT_ORDER_RATE_LIMIT = 20
+DEFAULT_ORDER_RATE_WINDOW_SECONDS = 3600
 
 
 # --- placing orders -------------------------------------------------------------------------
@@ -106,7 +111,8 @@ def place_order(*, user_id: int, menu_id: int, items: list[dict], fulfilment: st
                 note: str = "") -> Order:
     """A resident's order for themselves or a household member (the diner), priced for
     the diner's age band; 409 `order_closed` after the cut-off, 409 `sold_out` if any dish
-    cannot be had in full (then nothing is taken)."""
+    cannot be had in full (then nothing is taken); 429 `rate_limited` past the resident's
+    ORDER_RATE_LIMIT orders in the window (checked after validation, before any portion)."""
     user = db.session.get(User, user_id)
     menu = _menu_for_resident(menu_id, user)
     if canteen.now() >= menu.cutoff_at:
@@ -117,12 +123,22 @@ def place_order(*, user_id: int, menu_id: int, items: list[dict], fulfilment: st
     fulfilment = Fulfilment(fulfilment)
     household = (_delivery_household(menu, diner, user, address)
                  if fulfilment == Fulfilment.DELIVERY else None)
+    take_order_rate_limit(user.id)
     order = Order(channel=OrderChannel.ONLINE, fulfilment=fulfilment, placed_by_id=user.id,
                   diner_id=diner.id, diner_name=diner.display_name,
                   diner_age=age_on(diner.birth_year, menu.date),
                   household_id=household.id if household else None,
                   address=household.label if household else "", note=(note or "").strip())
     return _create_order(menu, lines, order, actor_id=user.id)
+
+
+def take_order_rate_limit(user_id: int) -> None:
+    """Count one online order of the resident; 429 (nothing taken) past the window's limit."""
+    config = current_app.config
+    ratelimit.take(f"orders:{user_id}",
+                   int(config.get("ORDER_RATE_LIMIT", DEFAULT_ORDER_RATE_LIMIT)),
+                   int(config.get("ORDER_RATE_WINDOW_SECONDS", DEFAULT_ORDER_RATE_WINDOW_SECONDS)),
+                   "下单太频繁，请稍后再试")
 
 
 def place_counter_order(*, actor_id: int, org_ids: set[int], menu_id: int,

@@ -187,10 +187,11 @@ def stream_events(community_id: int, *, last_id: int | None, poll_seconds: float
 
     community = db.session.get(Community, community_id)
     cursor = last_id if last_id is not None else latest_report_id(community)
-    started = last_summary = time.monotonic()
+    last_summary = time.monotonic()
+    deadline = last_summary + max_seconds
     yield "retry: 3000\n\n"
     yield sse("summary", summary(community), cursor)
-    while time.monotonic() - started < max_seconds:
+    while time.monotonic() < deadline:
         community = db.session.get(Community, community_id)
         for item in recent_reports(community, after_id=cursor, limit=50):
             cursor = item["id"]
@@ -201,7 +202,7 @@ def stream_events(community_id: int, *, last_id: int | None, poll_seconds: float
         else:
             yield ": keep-alive\n\n"
         db.session.remove()
-        time.sleep(poll_seconds)
+        time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))  # end on time
 
 
 @screen_section("alarms")

@@ -190,6 +190,55 @@ def test_ordering_after_the_cutoff_is_409_order_closed(client, place, clock):
     assert count(Order) == 0
 
 
+def test_the_order_past_the_residents_limit_is_429_and_takes_nothing(client, app, place,
+                                                                    monkeypatch):
+    monkeypatch.setitem(app.config, "ORDER_RATE_LIMIT", 2)
+    for key in ("k-1", "k-2"):
+        assert post_order(client, place.elder, body_for(place), key=key).status_code == 201
+    before = (count(Order), count(OrderItem), count(OrderEvent), count(IdempotencyRecord),
+              left(place, "红烧肉"), left(place, "米饭"))
+    r = post_order(client, place.elder, body_for(place), key="k-3")
+    assert r.status_code == 429
+    error = r.get_json()["error"]
+    assert (error["code"], error["message"]) == ("rate_limited", "下单太频繁，请稍后再试")
+    retry_after = int(r.headers["Retry-After"])
+    assert 3000 <= retry_after <= 3600 and error["details"] == {"retry_after": retry_after}
+    assert (count(Order), count(OrderItem), count(OrderEvent), count(IdempotencyRecord),
+            left(place, "红烧肉"), left(place, "米饭")) == before
+    replay = post_order(client, place.elder, body_for(place), key="k-1")  # a retry still replays
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    other = post_order(client, place.son, body_for(place), key="k-3")  # another resident
+    assert other.status_code == 201, other.get_json()
+    assert count(Order) == 3 and left(place, "红烧肉") == 27
+
+
+def test_the_order_limit_window_is_configurable(client, app, place, monkeypatch):
+    monkeypatch.setitem(app.config, "ORDER_RATE_LIMIT", 1)
+    monkeypatch.setitem(app.config, "ORDER_RATE_WINDOW_SECONDS", 60)
+    assert post_order(client, place.elder, body_for(place), key="k-1").status_code == 201
+    r = post_order(client, place.elder, body_for(place), key="k-2")
+    assert (r.status_code, error_code(r)) == (429, "rate_limited")
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+
+
+def test_invalid_orders_do_not_use_up_the_limit(client, app, place, monkeypatch):
+    monkeypatch.setitem(app.config, "ORDER_RATE_LIMIT", 1)
+    for i in range(3):
+        r = post_order(client, place.elder, body_for(place, fulfilment="drone"), key=f"bad-{i}")
+        assert r.status_code == 422
+    assert post_order(client, place.elder, body_for(place), key="k-1").status_code == 201
+
+
+def test_the_order_limit_is_documented_as_429_with_retry_after(client):
+    spec = client.get("/openapi.json").get_json()
+    for path, method in (("/api/v1/canteen/orders", "post"), ("/api/v1/reports", "post"),
+                         ("/api/v1/auth/staff-login", "post"), ("/api/v1/uploads", "post")):
+        documented = spec["paths"][path][method]["responses"]["429"]
+        assert documented["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"}, path
+        assert "Retry-After" in documented["headers"], path
+
+
 @pytest.mark.parametrize(("overrides", "code", "field"), [
     ({"items": [{"dish_id": 0, "qty": 1}]}, "dish_not_on_menu", "items"),
     ({"items": "红烧肉"}, "validation_error", "items"),
@@ -451,7 +500,8 @@ def together(app, calls):
 
 @pytest.mark.postgres
 @pytest.mark.concurrency
-def test_200_concurrent_orders_sell_exactly_the_portions_there_are(app, clock):
+def test_200_concurrent_orders_sell_exactly_the_portions_there_are(app, clock, monkeypatch):
+    monkeypatch.setitem(app.config, "ORDER_RATE_LIMIT", 1000)  # 50 orders per resident here
     place = build_place(portions={"红烧肉": 30, "清蒸鲈鱼": 20, "米饭": 1000})
     people = [place.elder, place.son, place.elder90, place.neighbour]
     tokens = {p.id: f.headers(p) for p in people}

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import Open311Key, Report, ReportStatus, Ticket
@@ -329,3 +331,63 @@ def test_open311_key_command_refuses_an_unknown_org(runner, app):
     result = runner.invoke(args=["open311-key", "--org", "nobody"])
     assert result.exit_code != 0 and "找不到该组织" in result.output
     assert db.session.scalar(select(func.count()).select_from(Open311Key)) == 0
+
+
+# --- found by fuzzing /open311 (tests/fuzz/) -----------------------------------------------------
+
+@pytest.mark.parametrize("field", ["description", "address_string", "service_code", "email",
+                                   "media_url", "attribute[trapped]", "api_key"])
+def test_a_nul_character_in_the_form_is_a_400_and_writes_nothing(client, api_key, field):
+    # PostgreSQL text cannot hold U+0000: it was a 500 there (and stored as-is on SQLite).
+    fields = good_fields(api_key, media_url="https://x.cn/1.jpg")
+    fields[field] = fields.get(field, "是") + "\x00"
+    description = assert_open311_error(post_request(client, **fields), 400)
+    assert "U+0000" in description
+    assert report_count() == 0
+
+
+@pytest.mark.parametrize("path", ["/requests.json?service_code=gar%00bage",
+                                  "/requests.json?status=open&status=%00",
+                                  "/services/gar%00bage.json", "/requests/1%00.json"])
+def test_a_nul_character_in_a_search_is_a_400(client, community, path):
+    assert "U+0000" in assert_open311_error(client.get(BASE + path), 400)
+
+
+def test_a_value_the_database_cannot_hold_is_a_400_and_the_session_recovers(client, community,
+                                                                          monkeypatch):
+    def overflow():  # OverflowError on SQLite, DataError on PostgreSQL: both were a 500 here
+        return db.session.execute(text("SELECT CAST(:v AS INTEGER)"), {"v": 2**70}).scalar()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(open311, "list_services", overflow)
+        assert_open311_error(client.get(f"{BASE}/services.json"), 400)
+    assert client.get(f"{BASE}/services.json").status_code == 200  # rolled back, usable
+
+
+@pytest.mark.parametrize("error", [
+    OperationalError("SELECT 1", {}, Exception("gone")), RedisConnectionError("redis down"),
+], ids=["database-down", "redis-down"])
+def test_an_outage_is_a_503_with_retry_after_not_a_500(client, community, monkeypatch, error):
+    def unavailable(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(open311, "list_services", unavailable)
+    response = client.get(f"{BASE}/services.json")
+    assert_open311_error(response, 503)
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_open311_is_in_the_openapi_document_with_its_own_error_shape(client):
+    spec = client.get("/openapi.json").get_json()
+    paths = {p: ops for p, ops in spec["paths"].items() if p.startswith("/open311/")}
+    assert set(paths) == {"/open311/v2/services.json", "/open311/v2/services/{service_code}.json",
+                          "/open311/v2/requests.json",
+                          "/open311/v2/requests/{service_request_id}.json"}
+    assert set(paths["/open311/v2/requests.json"]) == {"get", "post"}
+    error = paths["/open311/v2/requests.json"]["post"]["responses"]["default"]
+    assert error["content"]["application/json"]["schema"] == {
+        "type": "array", "items": {"$ref": "#/components/schemas/Open311Error"}}
+    form = spec["components"]["schemas"]["Open311RequestForm"]
+    assert form["required"] == ["api_key", "service_code"]
+    assert form.get("additionalProperties", True) is True  # the attribute[CODE] fields
+    assert "security" not in paths["/open311/v2/services.json"]["get"]

@@ -108,3 +108,54 @@ def test_summary_has_every_section_of_the_wall(client, place):
             "leaderboard"} <= set(body)
     assert body["canteen"] == {"orders_today": 0, "online_share": 0}
     assert body["alarms"] == [] and body["leaderboard"] == []
+
+
+# --- found by fuzzing the screen with a valid token (tests/fuzz/) ----------------------------
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("last_event_id=99999999999999999999", "last_event_id"),  # was a crash mid-stream (overflow)
+    ("last_event_id=%C2%B2", "last_event_id"),  # "²".isdigit() but int("²") fails: was a 500
+    ("last_event_id=-1", "last_event_id"),
+    ("max_seconds=nan", "max_seconds"),
+    ("max_seconds=0", "max_seconds"),
+])
+def test_stream_refuses_bad_parameters_with_a_422_before_streaming(client, place, query, field):
+    r = client.get(f"/api/v1/screen/stream?token={place['token']}&{query}")
+    assert r.status_code == 422 and r.mimetype == "application/json"
+    error = r.get_json()["error"]
+    assert error["code"] == "validation_error" and field in error["details"]["fields"]
+
+
+@pytest.mark.parametrize("header", ["²", "99999999999999999999", "abc"])
+def test_a_last_event_id_header_that_is_no_report_id_is_ignored(client, app, place, monkeypatch,
+                                                               header):
+    monkeypatch.setitem(app.config, "SCREEN_STREAM_MAX_SECONDS", 0.05)
+    r = client.get(f"/api/v1/screen/stream?token={place['token']}",
+                   headers={"Last-Event-ID": header})
+    assert r.status_code == 200
+    assert "event: summary" in r.get_data(as_text=True)
+
+
+def test_a_bad_token_is_401_whatever_the_parameters(client, place):
+    r = client.get("/api/v1/screen/stream?token=wrong&max_seconds=nan")
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "screen_token_invalid"
+
+
+def test_the_stream_ends_on_time_when_capped(client, app, place, monkeypatch):
+    # The cap (SCREEN_STREAM_MAX_SECONDS) bounds every connection, whatever max_seconds asks;
+    # the last poll sleeps only what is left, so a 0.2 s stream does not take the 1 s poll.
+    import time
+
+    monkeypatch.setitem(app.config, "SCREEN_STREAM_MAX_SECONDS", 0.2)
+    started = time.monotonic()
+    r = client.get(f"/api/v1/screen/stream?token={place['token']}&max_seconds=3600")
+    assert r.status_code == 200 and "event: summary" in r.get_data(as_text=True)
+    assert time.monotonic() - started < 0.9
+
+
+def test_the_summary_schema_documents_every_section(app):
+    from app.blueprints.screen.schemas import ScreenSummarySchema
+
+    # The summary is dumped through the schema: a section it does not declare would vanish.
+    assert set(screen.SECTIONS) <= set(ScreenSummarySchema().fields)

@@ -1,4 +1,8 @@
-"""Admin endpoints: background jobs that failed for good, and requeueing them."""
+"""Platform endpoints: background jobs that failed for good, and requeueing them.
+
+The outbox belongs to the whole deployment (a job's arguments name rows of any community), so
+these are for platform operators only, never for an org's `admin`, whose reach is one community.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,16 @@ from flask_smorest import Blueprint
 
 from app.blueprints.admin.schemas import FailedJobPageSchema, FailedJobSchema
 from app.pagination import PageArgsSchema
-from app.security import role_required
+from app.security import PLATFORM_OPERATOR, role_required
 from app.services import outbox
 
-blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration")
+blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
+                description="Platform operations (platform operators only)")
 
 
 @blp.route("/jobs/failed")
 class FailedJobs(MethodView):
-    @role_required("admin")
+    @role_required(PLATFORM_OPERATOR)
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, FailedJobPageSchema)
     def get(self, args):
@@ -26,7 +31,7 @@ class FailedJobs(MethodView):
 
 @blp.route("/jobs/failed/<int:message_id>/requeue")
 class RequeueJob(MethodView):
-    @role_required("admin")
+    @role_required(PLATFORM_OPERATOR)
     @blp.response(200, FailedJobSchema)
     def post(self, message_id):
         """Put a failed job back on its queue with a fresh retry budget."""

@@ -15,6 +15,7 @@ from app.blueprints.auth.schemas import (
     TokenPairSchema,
     WxLoginSchema,
 )
+from app.blueprints.common import rate_limited
 from app.blueprints.me.schemas import UserSchema
 from app.security import RESIDENT, access, current_user_id, document_security, role_required
 from app.services import accounts
@@ -38,6 +39,7 @@ class StaffLogin(MethodView):
     @access("public: staff password, rate-limited")
     @blp.arguments(StaffLoginSchema)
     @blp.response(200, TokenPairSchema)
+    @rate_limited(blp, "too many failed sign-ins for the username or the address")
     def post(self, body):
         """Sign in as staff with username and password (failures are rate-limited)."""
         user, tokens = accounts.staff_login(

@@ -43,6 +43,7 @@ from app.blueprints.canteen.schemas import (
     CanteenSubsidyRuleListSchema,
     CanteenTransitionSchema,
 )
+from app.blueprints.common import rate_limited
 from app.idempotency import idempotent
 from app.pagination import PageArgsSchema
 from app.security import RESIDENT, STAFF_KIND, current_user_id, role_required, staff_org_ids
@@ -185,6 +186,7 @@ class Orders(MethodView):
     @idempotent(required=True)
     @blp.arguments(CanteenOrderCreateSchema)
     @blp.response(201, CanteenOrderSchema)
+    @rate_limited(blp, "too many orders from the resident in the window")
     def post(self, body):
         """Order a meal (Idempotency-Key required); portions are taken all or none."""
         return canteen_orders.place_order(user_id=current_user_id(), **body)
@@ -266,6 +268,7 @@ class DeliveryLocation(MethodView):
     @role_required(COURIER, org_types=CANTEEN)
     @blp.arguments(CanteenLocationSchema)
     @blp.response(201, CanteenPositionSchema)
+    @rate_limited(blp, "a position of this order less than 5 seconds ago")
     def post(self, body, order_id):
         """A courier's position on an order they carry; at most one every 5 seconds."""
         return canteen_orders.record_location(order_id=order_id, courier_id=current_user_id(),

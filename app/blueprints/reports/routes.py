@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.blueprints.common import rate_limited
 from app.blueprints.me.routes import ANY_SIGNED_IN
 from app.blueprints.reports.schemas import (
     CategoryListSchema,
@@ -40,6 +41,7 @@ class Reports(MethodView):
     @idempotent()
     @blp.arguments(ReportCreateSchema)
     @blp.response(201, ReportSchema)
+    @rate_limited(blp, "too many reports from the resident this hour")
     def post(self, body):
         """Report a problem; it is routed to the right org in the background."""
         return reports.submit_report(reporter_id=current_user_id(), **body)
@@ -89,6 +91,7 @@ class FollowReport(MethodView):
 class UrgeReport(MethodView):
     @role_required(RESIDENT)
     @blp.response(201, UrgeResultSchema)
+    @rate_limited(blp, "the report was chased up less than 30 minutes ago")
     def post(self, report_id):
         """Chase up the handler (催办); at most once every 30 minutes."""
         return reports.urge(report_id=report_id, user_id=current_user_id())

@@ -6,6 +6,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.blueprints.common import rate_limited
 from app.blueprints.uploads.schemas import UploadFormSchema, UploadSchema
 from app.security import RESIDENT, access, current_user_id, role_required
 from app.services import uploads
@@ -20,6 +21,7 @@ class Uploads(MethodView):
     @role_required(*UPLOADERS)
     @blp.arguments(UploadFormSchema, location="files")
     @blp.response(201, UploadSchema)
+    @rate_limited(blp, "too many uploads from the user in the window")
     def post(self, form):
         """Upload a photo (multipart field `file`); the same photo twice returns the same upload."""
         return uploads.create_upload(owner_id=current_user_id(), data=form["file"].read())
