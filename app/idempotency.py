@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 
 from flask import Response, make_response, request
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, ValidationFailed
@@ -65,12 +65,12 @@ def _request_hash() -> str:
 def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
     """Take the key (the new record's id) or answer from the existing one."""
     request_hash = _request_hash()
-    record = IdempotencyRecord(user_id=user_id, key=key, endpoint=request.path[:200],
-                               request_hash=request_hash)
-    db.session.add(record)
-    try:
-        db.session.flush()
-        record_id = record.id  # before the commit expires it: no reload just for the id
+    try:  # a plain INSERT: no ORM object to build, flush and expire for one row
+        record_id = db.session.execute(
+            insert(IdempotencyRecord).values(user_id=user_id, key=key,
+                                             endpoint=request.path[:200],
+                                             request_hash=request_hash)
+            .returning(IdempotencyRecord.id)).scalar_one()
         db.session.commit()
         return record_id, None
     except IntegrityError:

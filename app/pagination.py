@@ -51,8 +51,12 @@ def _typed(value, column):
 
 
 def keyset_page(stmt: Select, *, columns: list, cursor: str | None, limit: int,
-                descending: bool = True, session=None) -> tuple[list, str | None]:
-    """One page of `stmt` ordered by `columns` (unique together) after `cursor`."""
+                descending: bool = True, rows: bool = False,
+                session=None) -> tuple[list, str | None]:
+    """One page of `stmt` ordered by `columns` (unique together) after `cursor`.
+
+    The items are the first column's values (e.g. model objects), or whole rows with `rows`.
+    """
     from app.extensions import db
 
     session = session or db.session
@@ -62,10 +66,11 @@ def keyset_page(stmt: Select, *, columns: list, cursor: str | None, limit: int,
         bound = tuple_(*[literal(v, c.type) for v, c in zip(values, columns, strict=True)])
         stmt = stmt.where(key < bound if descending else key > bound)
     order = [c.desc() if descending else c.asc() for c in columns]
-    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
-    items = rows[:limit]
+    stmt = stmt.order_by(*order).limit(limit + 1)
+    found = list(session.execute(stmt) if rows else session.scalars(stmt))
+    items = found[:limit]
     next_cursor = None
-    if len(rows) > limit:
+    if len(found) > limit:
         last = items[-1]
         next_cursor = encode_cursor(tuple(getattr(last, c.key) for c in columns))
     return items, next_cursor

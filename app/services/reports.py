@@ -8,14 +8,17 @@ transaction.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from app.extensions import db
+from app.extensions import db, redis_store
 from app.models import Building, Community, User
 from app.models.reports import (
     Report,
@@ -28,7 +31,7 @@ from app.models.reports import (
     TicketStatus,
 )
 from app.pagination import keyset_page
-from app.services import outbox
+from app.services import cache, outbox
 
 RS, TS = ReportStatus, TicketStatus
 REPORT_ALLOWED: dict[ReportStatus, dict[str, ReportStatus]] = {
@@ -71,27 +74,49 @@ def list_categories() -> list[ReportCategory]:
         .order_by(ReportCategory.sort_order, ReportCategory.id)))
 
 
+CATEGORY_COLUMNS = ("id", "code", "name", "name_en", "description", "sla_hours", "photo_required",
+                    "is_private", "extra_fields", "sort_order", "is_active")
+cache.watch(ReportCategory, "report_categories")
+
+
+def active_categories() -> dict[str, dict]:
+    """The active categories' columns by code, cached in Redis until a category changes."""
+    return cache.cached("report_categories:active", 600, lambda: {
+        c.code: {name: getattr(c, name) for name in CATEGORY_COLUMNS}
+        for c in list_categories()}, depends_on=("report_categories",))
+
+
 def category_by_code(code: str) -> ReportCategory:
     """An active category, or 422 `unknown_category`."""
-    category = db.session.scalar(select(ReportCategory).where(
-        ReportCategory.code == code, ReportCategory.is_active.is_(True)))
-    if category is None:
+    columns = active_categories().get(code)
+    if columns is None:
         raise ValidationFailed("没有这个问题类别", code="unknown_category",
                                details={"fields": {"category": ["未知的类别"]}})
+    loaded = db.session.identity_map.get(db.session.identity_key(ReportCategory, columns["id"]))
+    if loaded is not None:
+        return loaded
+    # The cached row joins the session as if just loaded (SQLAlchemy's recipe for cached
+    # objects): no SELECT, and nothing to write back.
+    category = ReportCategory(**columns)
+    make_transient_to_detached(category)
+    db.session.add(category)
     return category
 
 
 def record_event(report: Report, action: str, *, actor_id: int | None = None,
                  ticket: Ticket | None = None, org_id: int | None = None,
                  from_status: str | None = None, to_status: str | None = None,
-                 note: str = "", public: bool = True, data: dict | None = None) -> ReportEvent:
-    """Append one row to the report's timeline (in the caller's transaction)."""
+                 note: str = "", public: bool = True, data: dict | None = None,
+                 flush: bool = True) -> ReportEvent:
+    """Append one row to the report's timeline (in the caller's transaction); flushed, so
+    it has its id, unless `flush=False`."""
     event = ReportEvent(report_id=report.id, ticket_id=ticket.id if ticket else None,
                         actor_id=actor_id, org_id=org_id or (ticket.org_id if ticket else None),
                         action=action, from_status=from_status, to_status=to_status,
                         note=note or "", public=public, data=data or {}, created_at=now())
     db.session.add(event)
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return event
 
 
@@ -147,6 +172,12 @@ def _bad(field: str, code: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, code=code, details={"fields": {field: [message]}})
 
 
+# A building and its community in one statement (prebuilt, with a bind parameter).
+BUILDING_WITH_COMMUNITY = (
+    select(Building, Community).join(Community, Community.id == Building.community_id)
+    .where(Building.id == bindparam("building_id")))
+
+
 def resolve_location(*, user: User, building_id: int | None, lat: float | None,
                      lng: float | None) -> tuple[Community, Building | None]:
     """The community and building a report is about; 422 when outside the caller's reach."""
@@ -154,10 +185,10 @@ def resolve_location(*, user: User, building_id: int | None, lat: float | None,
         raise _bad("location", "location_required", "请选择楼栋或提供位置")
     building = None
     if building_id is not None:
-        building = db.session.get(Building, building_id)
-        if building is None:
+        found = db.session.execute(BUILDING_WITH_COMMUNITY, {"building_id": building_id}).first()
+        if found is None:
             raise _bad("building_id", "building_not_found", "楼栋不存在")
-        community = db.session.get(Community, building.community_id)
+        building, community = found
     elif user.community_id is not None:
         community = db.session.get(Community, user.community_id)
     else:
@@ -207,12 +238,38 @@ def submit_report(*, reporter_id: int, category: str, description: str,
         raise _bad("photo_ids", "photo_required", "该类问题需要上传照片")
     community, building = resolve_location(user=user, building_id=building_id, lat=lat, lng=lng)
     ratelimit.take(f"reports:{reporter_id}", REPORTS_PER_HOUR, 3600, "提交太频繁，请稍后再试")
-    report = Report(community_id=community.id, reporter_id=reporter_id, category_id=cat.id,
-                    description=description, building_id=building.id if building else None,
+    report = Report(community_id=community.id, reporter_id=reporter_id, category=cat,
+                    description=description, building=building,
                     lat=lat, lng=lng, location_text=location_text or "", extra=extra,
                     created_at=now())
-    report.photos = [ReportPhoto(upload_id=p.id, position=i) for i, p in enumerate(photos)]
-    return file_report(report, actor_id=reporter_id)
+    report.photos = [ReportPhoto(upload=p, position=i) for i, p in enumerate(photos)]
+    if not redis_store.jobs_async:  # routing runs in-process at the commit: show its outcome
+        return file_report(report, actor_id=reporter_id)
+    return file_report_as_written(report, actor_id=reporter_id)
+
+
+def file_report_as_written(report: Report, *, actor_id: int | None) -> Report:
+    """file_report without reading the report back: its routing has not run yet, so what
+    load_report would find is what was just written - no tickets, one timeline entry, and the
+    category, building and uploads the caller set on it."""
+    event = add_new_report(report, actor_id=actor_id)
+    with kept_after_commit():
+        outbox.commit()
+    set_committed_value(report, "tickets", [])
+    set_committed_value(report, "events", [event])
+    set_committed_value(event, "org", None)
+    return report
+
+
+@contextmanager
+def kept_after_commit() -> Iterator[None]:
+    """Commit without expiring the session's objects: they hold exactly what was written."""
+    session = db.session()
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = expire
 
 
 def clean_extra(category: ReportCategory, values: dict, *,
@@ -239,12 +296,19 @@ def clean_description(description: str | None) -> str:
     return description
 
 
-def file_report(report: Report, *, actor_id: int | None) -> Report:
-    """Save a new report with its `submit` step and queue its routing, in one transaction."""
+def add_new_report(report: Report, *, actor_id: int | None) -> ReportEvent:
+    """Add a new report with its `submit` step and its routing job (not committed)."""
     db.session.add(report)
     db.session.flush()
-    record_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED))
+    event = record_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED),
+                         flush=False)  # written with the outbox row, at the commit
     outbox.add_job("route_report", queue="high", report_id=report.id)
+    return event
+
+
+def file_report(report: Report, *, actor_id: int | None) -> Report:
+    """Save a new report with its `submit` step and queue its routing, in one transaction."""
+    add_new_report(report, actor_id=actor_id)
     report_id = report.id  # read before the commit expires it (no reload just for the id)
     outbox.commit()
     return load_report(report_id)

@@ -5,10 +5,11 @@ Jobs run in-process here: after POST /api/v1/reports has answered, routing has a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus
@@ -138,6 +139,72 @@ def test_report_by_location_only_is_routed(client, place):
     assert body["status"] == "routed"
     assert (body["lat"], body["lng"]) == HERE and body["building_id"] is None
     assert org_ids_with_tickets(body["id"]) == {place.property_company.id}
+
+
+# ---- the answer to a submission is the report as GET shows it --------------------------------
+
+@contextmanager
+def statements():
+    """The SQL statements run inside the block."""
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+
+@pytest.fixture
+def worker_later(monkeypatch):
+    """RQ as in production: jobs wait in Redis for a worker, which has not run yet."""
+    from app.extensions import redis_store
+    from app.services import outbox
+
+    monkeypatch.setattr(redis_store.state, "jobs_async", True)
+    monkeypatch.setattr(outbox, "_put_on_queue", lambda message_id, queue, job: True)
+
+
+def test_a_fresh_report_reads_back_exactly_as_it_was_answered(client, place):
+    photo = upload_photo(client, place.resident)
+    body = filed(client, place, category="illegal_parking", photo_ids=[photo["id"]])
+    assert body["status"] == "routed"  # jobs in-process: routing ran before the answer
+    assert get_report(client, place.resident, body["id"]).get_json() == body
+
+
+@pytest.mark.parametrize("where", [{}, {"building_id": None, "lat": HERE[0], "lng": HERE[1]}])
+def test_before_routing_the_answer_is_the_stored_report(client, place, worker_later, where):
+    photos = [upload_photo(client, place.resident) for _ in range(2)]
+    with statements() as seen:
+        body = filed(client, place, category="illegal_parking",
+                     photo_ids=[photos[1]["id"], photos[0]["id"]], **where)
+    assert not [s for s in seen if s.startswith("SELECT") and "FROM reports" in s]  # no reload
+    assert body["status"] == "submitted" and body["handlers"] == []
+    assert [e["action"] for e in body["timeline"]] == ["submit"]
+    assert [p["id"] for p in body["photos"]] == [photos[1]["id"], photos[0]["id"]]
+    assert get_report(client, place.resident, body["id"]).get_json() == body
+    [job] = db.session.scalars(select(OutboxMessage))
+    assert job.job == "route_report" and job.status == OutboxStatus.PENDING
+
+
+def test_a_category_changed_after_it_was_cached_is_read_afresh(client, place):
+    from app.models.reports import ReportCategory
+
+    assert filed(client, place, category="lighting")["category_name"] == "路灯/楼道灯不亮"
+    lighting = db.session.scalar(select(ReportCategory).where(ReportCategory.code == "lighting"))
+    lighting.name, lighting.photo_required = "照明", True
+    db.session.commit()
+    r = submit(client, place, category="lighting")
+    assert r.status_code == 422 and error_code(r) == "photo_required"
+    photo = upload_photo(client, place.resident)
+    assert filed(client, place, category="lighting",
+                 photo_ids=[photo["id"]])["category_name"] == "照明"
+    lighting.is_active = False
+    db.session.commit()
+    assert error_code(submit(client, place, category="lighting")) == "unknown_category"
 
 
 # ---- Idempotency-Key -----------------------------------------------------------------------

@@ -260,6 +260,28 @@ def test_grid_worker_list_is_also_a_constant_number_of_statements(client, place,
     assert counts[2] == counts[10], counts
 
 
+def test_each_listed_ticket_is_its_detail_in_brief(client, place):
+    from app.blueprints.tickets.schemas import TicketSummarySchema
+
+    long = ticket_of(submit(place, "lighting", description="灯" * 300, location_text="东门")).id
+    by_position = ticket_of(submit(place, "water_leak", building=None)).id
+    ticket_of(submit(place, "broken_facility", building=place.bld2))
+    assert move(client, place.clerk, long, "accept", assignee_id=place.clerk.id).status_code \
+        == 200
+    set_ticket(by_position, overdue=True)
+
+    for params in ({}, {"sort": "overdue"}):
+        items = get(client, place.clerk, TICKETS, **params).get_json()["items"]
+        assert len(items) == 3
+        for item in items:
+            assert set(item) == set(TicketSummarySchema().fields)
+            detail = get(client, place.clerk, f"{TICKETS}/{item['id']}").get_json()
+            assert item == {key: detail[key] for key in item}
+    shown = {t["id"]: t for t in items}
+    assert len(shown[long]["description"]) == 120 and shown[long]["assignee_id"] == place.clerk.id
+    assert shown[by_position]["building"] is None and shown[by_position]["overdue"] is True
+
+
 def test_sort_overdue_puts_the_earliest_deadline_first(client, place):
     lighting = ticket_of(submit(place, "lighting")).id            # 48 h
     elevator = ticket_of(submit(place, "elevator_fault")).id      # 4 h

@@ -39,7 +39,7 @@ class Categories(MethodView):
 class Reports(MethodView):
     @role_required(RESIDENT)
     @idempotent()
-    @blp.arguments(ReportCreateSchema)
+    @blp.arguments(ReportCreateSchema())  # an instance: not one per call
     @blp.response(201, ReportSchema)
     @rate_limited(blp, "too many reports from the resident this hour")
     def post(self, body):

@@ -63,6 +63,12 @@ class HandlerSchema(Schema):
     expected_at = fields.DateTime()
 
 
+# Nested dumps' schemas, built once (building one per dump showed up in the profile).
+PHOTOS = PhotoSchema(many=True)
+TIMELINE = TimelineEntrySchema(many=True)
+HANDLERS = HandlerSchema(many=True)
+
+
 class ReportSummarySchema(Schema):
     id = fields.Integer()
     category = fields.Function(lambda r: r.category.code)
@@ -79,7 +85,7 @@ class ReportSummarySchema(Schema):
     updated_at = fields.DateTime()
 
     def report_photos(self, report):
-        return PhotoSchema(many=True).dump([p for p in report.photos if p.kind == "report"])
+        return PHOTOS.dump([p for p in report.photos if p.kind == "report"])
 
 
 class ReportSchema(ReportSummarySchema):
@@ -95,14 +101,14 @@ class ReportSchema(ReportSummarySchema):
     closed_at = fields.DateTime(allow_none=True)
 
     def get_after_photos(self, report):
-        return PhotoSchema(many=True).dump([p for p in report.photos if p.kind == "after"])
+        return PHOTOS.dump([p for p in report.photos if p.kind == "after"])
 
     def public_timeline(self, report):
-        return TimelineEntrySchema(many=True).dump([e for e in report.events if e.public])
+        return TIMELINE.dump([e for e in report.events if e.public])
 
     def get_handlers(self, report):
         shown = [t for t in report.tickets if str(t.status) not in ("transferred",)]
-        return HandlerSchema(many=True).dump(shown)
+        return HANDLERS.dump(shown)
 
 
 ReportPageSchema = page_of(ReportSummarySchema, "ReportPageSchema")

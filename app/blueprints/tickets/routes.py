@@ -42,7 +42,7 @@ def with_viewer(ticket):
 @blp.route("")
 class Tickets(MethodView):
     @role_required(*TICKET_ROLES, org_types=TICKET_ORGS)
-    @blp.arguments(TicketListArgsSchema, location="query")
+    @blp.arguments(TicketListArgsSchema(), location="query")  # an instance: not one per call
     @blp.response(200, TicketPageSchema)
     def get(self, args):
         """My orgs' tickets (grid workers: their micro-grids), newest or most overdue first."""
