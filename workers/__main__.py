@@ -1,10 +1,11 @@
-"""`python -m workers [--burst] [--queues high,default,low]`: the app's RQ worker and scheduler."""
+"""`python -m workers [--burst] [--queues high,default,low] [--fork]`: RQ worker and scheduler."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -13,7 +14,7 @@ from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
 from app.extensions import QUEUE_NAMES, db, redis_store
@@ -27,8 +28,10 @@ log = logging.getLogger("app.workers")
 MAINTENANCE_INTERVAL_SECONDS = 60
 
 
-class LinliWorker(Worker):
-    """An RQ worker running each job in a fresh app context, and keeping the relay ticking."""
+class _LinliWorkerMixin:
+    """Each job in a fresh app context, and the periodic chains kept ticking."""
+
+    forks = False
 
     def __init__(self, queues: list[Queue], *, app: Flask, **kwargs) -> None:
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
@@ -44,14 +47,32 @@ class LinliWorker(Worker):
     def perform_job(self, job: Job, queue: Queue) -> bool:
         """Run the job in its own app context; popping it removes the job's session."""
         with self.app.app_context():
-            # The work horse is a fork: never reuse pooled connections inherited from the parent.
-            db.engine.dispose(close=False)
+            if self.forks:  # a work horse never reuses pooled connections of its parent
+                db.engine.dispose(close=False)
             return super().perform_job(job, queue)
 
     def run_maintenance_tasks(self) -> None:
         """RQ's maintenance; also restart the periodic chains if they lapsed (Redis flushed)."""
         super().run_maintenance_tasks()
         book_all(self.queues[-1], now=True)
+
+
+class LinliWorker(_LinliWorkerMixin, SimpleWorker):
+    """The default: jobs run in the worker process itself, on its pooled connections.
+
+    Forking a work horse per job cost about 100 ms of CPU per job on the 2-core machine (page
+    tables and copy-on-write of a 150 MB process, a new database connection each time) - five
+    times the cost of a routing job itself (`make bench`). A worker killed mid-job leaves the
+    job in RQ's started registry; the next worker's maintenance requeues it once the dead one's
+    heartbeat has expired (tests/faults/test_worker_kill.py).
+    """
+
+
+class ForkingLinliWorker(_LinliWorkerMixin, Worker):
+    """`--fork`: each job in a forked work horse (RQ's default): a job that crashes or leaks
+    only loses its horse, and the worker retries it at once - at ~100 ms of CPU per job."""
+
+    forks = True
 
 
 def queue_names(value: str) -> list[str]:
@@ -72,6 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="process what is queued, then exit")
     parser.add_argument("--queues", type=queue_names, default=list(QUEUE_NAMES),
                         help="comma-separated queues, highest priority first (default: all)")
+    parser.add_argument("--fork", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get("WORKER_FORK", "0") == "1",
+                        help="run each job in a forked work horse (env WORKER_FORK=1)")
     return parser.parse_args(argv)
 
 
@@ -87,19 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with app.app_context():
         warm_up()
-        while not run_worker(app, args.queues, burst=args.burst):
+        while not run_worker(app, args.queues, burst=args.burst, fork=args.fork):
             wait_for_redis()
     return 0
 
 
 def warm_up() -> None:
-    """Import the job modules and configure the ORM mappers once, here in the parent.
+    """Import the job modules and configure the ORM mappers once, before the first job.
 
-    Every job runs in a forked work horse that exits afterwards: whatever the horse does lazily
-    (imports, SQLAlchemy's mapper configuration) it redoes and throws away for every job -
-    about half a second each, measured by `make bench`.
+    With --fork every job runs in a work horse that exits afterwards: whatever the horse does
+    lazily (imports, SQLAlchemy's mapper configuration) it would redo and throw away for every
+    job - about half a second each, measured by `make bench`.
     """
-    import _strptime  # noqa: F401 - datetime.strptime imports it lazily, in every horse
+    import _strptime  # noqa: F401 - datetime.strptime imports it lazily (in every horse)
 
     from sqlalchemy.orm import configure_mappers
 
@@ -115,7 +139,7 @@ def warm_up() -> None:
     gc.freeze()
 
 
-def run_worker(app: Flask, queue_names: list[str], *, burst: bool) -> bool:
+def run_worker(app: Flask, queue_names: list[str], *, burst: bool, fork: bool = False) -> bool:
     """Run one RQ worker (with the scheduler); False when it quit on an error, not on request.
 
     RQ quits when Redis goes away in the middle of a job. The jobs are safe in the outbox, so
@@ -123,7 +147,8 @@ def run_worker(app: Flask, queue_names: list[str], *, burst: bool) -> bool:
     """
     # The app's queues may be synchronous (RQ_ASYNC=False); a worker's never are.
     queues = [Queue(name, connection=redis_store.client) for name in queue_names]
-    worker = LinliWorker(queues, app=app, connection=redis_store.client)
+    worker_class = ForkingLinliWorker if fork else LinliWorker
+    worker = worker_class(queues, app=app, connection=redis_store.client)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     except (RedisConnectionError, RedisTimeoutError) as exc:  # its goodbye could not reach Redis

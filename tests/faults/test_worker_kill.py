@@ -2,7 +2,8 @@
 
 Jobs are made to stop mid-way without any test hook in the app: a routing job waits on a row
 lock the test holds on the report; a notification job waits on the mock WeChat API, told to
-hang on the next subscribe message. The work-horse (or the whole worker) is then killed by pid.
+hang on the next subscribe message. The work-horse of a `--fork` worker, or the whole worker
+(the default runs jobs in its own process), is then killed by pid.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def routing_blocked_on(pg, report_id: int):
 
 
 def test_horse_killed_mid_routing_is_retried_and_opens_one_ticket(faults_app, place, pg,
-                                                                  start_worker):
+                                                                  start_worker, worker_env):
+    worker_env["WORKER_FORK"] = "1"  # python -m workers --fork: one work horse per job
     report_id = file_report(faults_app, place)
     locker = routing_blocked_on(pg, report_id)
     worker = start_worker()
@@ -71,6 +73,7 @@ def test_horse_killed_while_wechat_hangs_sends_the_message_once(faults_app, plac
                                                                  wechat_faults, start_worker,
                                                                  worker_env):
     worker_env["WX_TIMEOUT_SECONDS"] = "30"  # the send hangs until the kill, not a timeout
+    worker_env["WORKER_FORK"] = "1"
     wechat_faults.set(delay=30, status=500, paths=[SEND], times=1)
     openid = "faults-kill-resident"
     report_id = file_report(faults_app, place, openid=openid)
@@ -103,13 +106,14 @@ def test_worker_killed_outright_mid_job_is_recovered_by_the_next_worker(
     locker.close()
     start_worker()
 
-    # RQ cannot tell a dead worker from a slow one until its heartbeat expires (90 s); the new
-    # worker's maintenance (every 60 s) then requeues the job. Stand in for that wait:
+    # RQ cannot tell a dead worker from a slow one until the job's place in the started
+    # registry expires (the job timeout, 180 s, + 60 s); the new worker's maintenance (every
+    # 60 s) then requeues the job. Stand in for that wait:
     time.sleep(1)
     assert tickets_by_report() == {}
     registry = StartedJobRegistry("high", connection=redis_store.client)
     assert registry.get_job_ids() == [f"outbox-{outbox_rows('route_report')[0].id}"]
-    registry.cleanup(timestamp=time.time() + 120)
+    registry.cleanup(timestamp=time.time() + 300)
 
     wait_until(lambda: all_done("route_report"), timeout=20)
     assert outbox_rows("route_report")[0].attempts == 2
