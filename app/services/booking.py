@@ -507,6 +507,8 @@ def reschedule_booking(*, booking_id: int, user_id: int, start: datetime) -> Boo
         raise field_error("start", "same_slot", "新时段与原时段相同")
     check_bookable_start(service, start)
     new_slot_id = ensure_slot(service, start)
+    _lock_user(booking.for_user_id)  # as create_booking: one place per person and slot
+    _check_not_booked(new_slot_id, booking.for_user_id)
     move_seat(booking.slot_id, new_slot_id)
     before = booking.starts_at
     booking.slot_id, booking.starts_at = new_slot_id, start

@@ -455,6 +455,20 @@ def test_rescheduling_into_a_full_slot_is_409_and_nothing_changes(client, place)
     assert reminder_job_id(booking_id, 2) not in scheduled_reminders()
 
 
+def test_rescheduling_into_a_slot_the_person_already_holds_is_409_and_nothing_changes(
+        client, place):
+    moving = create(client, place.resident, place.study, local(2, 10)).get_json()["id"]
+    held = create(client, place.elder, place.study, local(3, 14),
+                  for_member_id=place.resident.id).get_json()["id"]  # booked for her by family
+    r = post(client, place.resident, f"{API}/bookings/{moving}/reschedule",
+             {"start": iso(local(3, 14))})
+    assert error(r) == (409, "already_booked")
+    assert r.get_json()["error"]["details"]["booking_id"] == held
+    assert fresh(moving).starts_at == local(2, 10)
+    assert slot_row(place.study, local(2, 10)).booked == 1
+    assert slot_row(place.study, local(3, 14)).booked == 1
+
+
 def test_rescheduling_a_completed_booking_is_409(client, place, clock):
     booking_id = create(client, place.resident, place.study, local(1, 10)).get_json()["id"]
     clock.set(local(1, 10, 5))
