@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 
+import redis
 from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -145,10 +146,15 @@ def run_worker(app: Flask, queue_names: list[str], *, burst: bool, fork: bool = 
     RQ quits when Redis goes away in the middle of a job. The jobs are safe in the outbox, so
     main() waits for Redis and works on, rather than leave it to a supervisor to notice.
     """
-    # The app's queues may be synchronous (RQ_ASYNC=False); a worker's never are.
-    queues = [Queue(name, connection=redis_store.client) for name in queue_names]
+    # The worker's own connection, apart from the app's pool the jobs use: RQ talks to Redis
+    # from its SIGTERM handler, which runs between two bytecodes of the job; had it shared the
+    # job's pool, it could wait for the pool lock that job already holds, for ever. (RQ also
+    # raises its connection's socket timeout for its blocking pops.) The app's queues may be
+    # synchronous (RQ_ASYNC=False); a worker's never are.
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    queues = [Queue(name, connection=connection) for name in queue_names]
     worker_class = ForkingLinliWorker if fork else LinliWorker
-    worker = worker_class(queues, app=app, connection=redis_store.client)
+    worker = worker_class(queues, app=app, connection=connection)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     except (RedisConnectionError, RedisTimeoutError) as exc:  # its goodbye could not reach Redis

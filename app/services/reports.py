@@ -81,7 +81,9 @@ cache.watch(ReportCategory, "report_categories")
 
 def active_categories() -> dict[str, dict]:
     """The active categories' columns by code, cached in Redis until a category changes."""
-    return cache.cached("report_categories:active", 600, lambda: {
+    # v1: the shape of the cached dicts (bump it when CATEGORY_COLUMNS changes); 60 s bounds how
+    # long a category changed outside the ORM (SQL, a migration, a lost bump) can be stale.
+    return cache.cached("report_categories:active:v1", 60, lambda: {
         c.code: {name: getattr(c, name) for name in CATEGORY_COLUMNS}
         for c in list_categories()}, depends_on=("report_categories",))
 
