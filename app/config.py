@@ -63,6 +63,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "ACTIVITY_CHECKIN_GRACE_MINUTES": _int("ACTIVITY_CHECKIN_GRACE_MINUTES", 120),
         "UPLOAD_MAX_BYTES": _int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
         "UPLOAD_MAX_PIXELS": _int("UPLOAD_MAX_PIXELS", 40_000_000),
+        # a household orders a few meals a day; a burst beyond this is a script or a stuck client
         "ORDER_RATE_LIMIT": _int("ORDER_RATE_LIMIT", 20),
         "ORDER_RATE_WINDOW_SECONDS": _int("ORDER_RATE_WINDOW_SECONDS", 3600),
         "UPLOAD_RATE_LIMIT": _int("UPLOAD_RATE_LIMIT", 60),

@@ -82,10 +82,6 @@ PICKUP_CODE_ATTEMPTS = 8
 LOCATION_INTERVAL = timedelta(seconds=5)
 DEFAULT_COURIER_SPEED_MPS = 3.0  # an e-bike in the lanes of an old estate, stops included
 HANDOVER_SECONDS = 60
-# Online orders per resident per window (app config ORDER_RATE_LIMIT / ORDER_RATE_WINDOW_SECONDS):
-# a household orders a few meals a day; a burst beyond this is a script or a stuck client.
-DEFAULT_ORDER_RATE_LIMIT = 20
-DEFAULT_ORDER_RATE_WINDOW_SECONDS = 3600
 
 
 # --- placing orders -------------------------------------------------------------------------
@@ -134,11 +130,9 @@ def place_order(*, user_id: int, menu_id: int, items: list[dict], fulfilment: st
 
 def take_order_rate_limit(user_id: int) -> None:
     """Count one online order of the resident; 429 (nothing taken) past the window's limit."""
-    config = current_app.config
-    ratelimit.take(f"orders:{user_id}",
-                   int(config.get("ORDER_RATE_LIMIT", DEFAULT_ORDER_RATE_LIMIT)),
-                   int(config.get("ORDER_RATE_WINDOW_SECONDS", DEFAULT_ORDER_RATE_WINDOW_SECONDS)),
-                   "下单太频繁，请稍后再试")
+    config = current_app.config  # ORDER_RATE_LIMIT / _WINDOW_SECONDS: defaults in app/config.py
+    ratelimit.take(f"orders:{user_id}", config["ORDER_RATE_LIMIT"],
+                   config["ORDER_RATE_WINDOW_SECONDS"], "下单太频繁，请稍后再试")
 
 
 def place_counter_order(*, actor_id: int, org_ids: set[int], menu_id: int,

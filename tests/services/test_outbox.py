@@ -379,12 +379,18 @@ def test_relay_tick_is_booked_once_per_slot(app, session):
     assert len(scheduled) == 1 and scheduled[0].startswith("outbox-relay-")
 
 
-def test_relay_tick_relays_lost_rows_and_books_the_next_tick(app, session, redis_down):
+def lost_row(redis_down) -> OutboxMessage:
+    """A pending row committed 5 minutes ago whose job never reached Redis (now down)."""
     outbox.add_job("tests.record")
     outbox.commit()
     redis_down()
     row = only_message()
     row.created_at = utcnow() - timedelta(minutes=5)
+    return row
+
+
+def test_relay_tick_relays_lost_rows_and_books_the_next_tick(app, session, redis_down):
+    lost_row(redis_down)
     session.commit()
 
     assert relay_tick(interval=30) == 1
@@ -442,11 +448,7 @@ def test_worker_process_relays_a_row_lost_while_redis_was_down(app, session, red
 
 
 def test_relay_gives_up_on_a_row_that_keeps_dying(app, session, redis_down):
-    outbox.add_job("tests.record")
-    outbox.commit()
-    redis_down()
-    row = only_message()
-    row.created_at = utcnow() - timedelta(minutes=5)
+    row = lost_row(redis_down)
     row.status, row.attempts, row.last_error = OutboxStatus.PENDING, 40, "work-horse killed"
     session.commit()
     assert outbox.relay_pending(older_than_seconds=0) == 0
