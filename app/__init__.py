@@ -57,6 +57,7 @@ def register_extensions(app: Flask) -> None:
     api.spec.components.security_scheme(
         "screenTokenQuery", {"type": "apiKey", "in": "query", "name": "token"})
     _sqlite_pragmas(app)
+    _keep_prepared_statements(app)
     _cache_hooks()
 
 
@@ -96,6 +97,15 @@ def _sqlite_pragmas(app: Flask) -> None:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
+
+
+def _keep_prepared_statements(app: Flask) -> None:
+    """PostgreSQL: read-only transactions end with COMMIT, so prepared statements survive."""
+    from app.extensions import db
+    from app.prepared import keep_prepared_statements
+
+    with app.app_context():
+        keep_prepared_statements(db.engine)
 
 
 class DatabaseIdConverter(IntegerConverter):

@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, literal, tuple_
 
 from app.errors import ValidationFailed
+from app.prepared import written
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
@@ -66,7 +67,7 @@ def keyset_page(stmt: Select, *, columns: list, cursor: str | None, limit: int,
         bound = tuple_(*[literal(v, c.type) for v, c in zip(values, columns, strict=True)])
         stmt = stmt.where(key < bound if descending else key > bound)
     order = [c.desc() if descending else c.asc() for c in columns]
-    stmt = stmt.order_by(*order).limit(limit + 1)
+    stmt = stmt.order_by(*order).limit(written(limit + 1))
     found = list(session.execute(stmt) if rows else session.scalars(stmt))
     items = found[:limit]
     next_cursor = None

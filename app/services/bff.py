@@ -29,6 +29,7 @@ from app.models.activities import Activity, ActivityStatus, Signup, SignupStatus
 from app.models.booking import Booking, BookingStatus, Service
 from app.models.canteen import Dish, Menu, MenuItem, Order, OrderStatus
 from app.models.reports import Report, ReportCategory, ReportEvent, ReportStatus
+from app.prepared import written
 from app.services import cache
 from app.services.labels import EVENT_LABELS, REPORT_STATUS_LABELS
 
@@ -116,8 +117,9 @@ OPEN_REPORTS = (
     .outerjoin(_STEP, _STEP.id == select(func.max(ReportEvent.id))
                .where(ReportEvent.report_id == Report.id, ReportEvent.public.is_(True))
                .correlate(Report).scalar_subquery())
-    .where(Report.reporter_id == bindparam("user_id"), Report.status.in_(OPEN_REPORT_STATES))
-    .order_by(Report.created_at.desc(), Report.id.desc()).limit(REPORTS_SHOWN))
+    .where(Report.reporter_id == bindparam("user_id"),
+           Report.status.in_(written(OPEN_REPORT_STATES)))
+    .order_by(Report.created_at.desc(), Report.id.desc()).limit(written(REPORTS_SHOWN)))
 
 
 def _open_reports(user_id: int) -> list[dict]:
@@ -138,7 +140,7 @@ NEXT_BOOKINGS = (
     .where((Booking.user_id == bindparam("user_id"))
            | (Booking.for_user_id == bindparam("user_id")),
            Booking.status.in_(UPCOMING_BOOKING_STATES), Booking.ends_at >= bindparam("at"))
-    .order_by(Booking.starts_at, Booking.id).limit(BOOKINGS_SHOWN))
+    .order_by(Booking.starts_at, Booking.id).limit(written(BOOKINGS_SHOWN)))
 
 
 def _next_bookings(user_id: int, at: datetime) -> list[dict]:
