@@ -63,7 +63,13 @@ def _request_hash() -> str:
 
 
 def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
-    """Take the key (the new record's id) or answer from the existing one."""
+    """Take the key (the new record's id) or answer from the existing one.
+
+    The claim is written in the request's own transaction and commits with the view's work:
+    one transaction less per request, and no claim outlives work that was rolled back. A second
+    request with the same key waits on the unique index until the first one commits (then it is
+    answered from the record) or rolls back (then it takes the key).
+    """
     request_hash = _request_hash()
     try:  # a plain INSERT: no ORM object to build, flush and expire for one row
         record_id = db.session.execute(
@@ -71,7 +77,6 @@ def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
                                              endpoint=request.path[:200],
                                              request_hash=request_hash)
             .returning(IdempotencyRecord.id)).scalar_one()
-        db.session.commit()
         return record_id, None
     except IntegrityError:
         db.session.rollback()
@@ -104,15 +109,28 @@ def _run_and_store(record_id: int, fn: Callable, args, kwargs) -> Response:
         _forget(record_id)
         raise
     if 200 <= response.status_code < 300:
-        db.session.execute(
-            update(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
-            .values(status_code=response.status_code, response_body=response.get_data(),
-                    completed_at=datetime.now(UTC))
-            .execution_options(synchronize_session=False))
-        db.session.commit()
+        _store(record_id, response)
     else:
+        db.session.rollback()
         _forget(record_id)
     return response
+
+
+def _store(record_id: int, response: Response) -> None:
+    """Keep the response on the claim; re-create the claim if the view rolled it back."""
+    values = {"status_code": response.status_code, "response_body": response.get_data(),
+              "completed_at": datetime.now(UTC)}
+    stored = db.session.execute(
+        update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(**values)
+        .execution_options(synchronize_session=False)).rowcount
+    try:
+        if not stored:  # the view rolled back its transaction - and the claim with it
+            db.session.execute(insert(IdempotencyRecord).values(
+                user_id=current_user_id(), key=request.headers[HEADER],
+                endpoint=request.path[:200], request_hash=_request_hash(), **values))
+        db.session.commit()
+    except IntegrityError:  # the key was taken in the meantime: that request's answer stands
+        db.session.rollback()
 
 
 def _forget(record_id: int) -> None:
