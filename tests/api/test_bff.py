@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, select
 
+from app.blueprints.bff.schemas import HomeSchema
 from app.extensions import db
 from app.models import ClaimStatus, HouseholdMember, Org, User
 from app.services import notifications
@@ -119,6 +120,9 @@ def test_home_shows_everything_in_one_response(client, demo):
     assert home["canteen"]["my_order"]["id"] == order["id"]
     assert home["canteen"]["menus"] is not None
     assert [n["title"] for n in home["notices"]][0] == "端午节龙舟手工课开始报名"  # pinned
+    # served without a schema pass: the body is exactly what HomeSchema documents
+    assert HomeSchema().dump(home) == home
+    assert all(home[part] for part in ("reports", "bookings", "activities", "notices"))
 
 
 def test_home_runs_a_fixed_small_number_of_statements(client, demo):

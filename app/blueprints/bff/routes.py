@@ -20,7 +20,6 @@ blp = Blueprint("bff", __name__, url_prefix="/api/v1/bff",
 
 # One instance each, reused: a schema instantiated per request deep-copies its declared fields
 # and builds its nested schemas again - a third of the home screen's CPU (profiled).
-HOME_SCHEMA = HomeSchema()
 REPORT_SCHEMA = ReportSchema()
 ORDER_SCHEMA = CanteenOrderSchema()
 
@@ -40,7 +39,9 @@ class Home(MethodView):
     @blp.alt_response(304, description="unchanged since If-None-Match")
     def get(self):
         """The home screen: me, unread count, open reports, bookings, activities, canteen."""
-        return conditional(HOME_SCHEMA.dump(bff.home(current_user_id())))
+        # bff.home builds exactly the documented shape (plain JSON values; tested against
+        # HomeSchema): dumping it through the schema again cost ~10% of the request.
+        return conditional(bff.home(current_user_id()))
 
 
 @blp.route("/reports/<int:report_id>")
