@@ -32,32 +32,37 @@ def cached(key: str, ttl_seconds: int, produce: Callable[[], object], *,
 
 
 def cached_many(entries: list[tuple[str, int, Callable[[], object], tuple[str, ...]]]) -> list:
-    """Several `cached` values in two Redis round trips (the generations, then the values)
-    instead of two each; entries are (key, ttl_seconds, produce, depends_on)."""
+    """Several `cached` values in one Redis round trip; entries are (key, ttl_seconds, produce,
+    depends_on).
+
+    Each value is stored with the generations it was built from (`<generations>\n<json>`) and
+    read in the same MGET as the current generations: a value built before a write is a miss.
+    """
     client = redis_store.client
     names = sorted({name for *_head, depends_on in entries for name in depends_on})
+    keys = [PREFIX + key for key, *_rest in entries]
     try:
-        numbers = dict(zip(names, client.mget([GENERATION_PREFIX + n for n in names]),
-                           strict=True)) if names else {}
-        keys = [PREFIX + key + (f"@{'.'.join((numbers[n] or b'0').decode() for n in deps)}"
-                                if deps else "")
-                for key, _ttl, _produce, deps in entries]
-        raws = client.mget(keys)
+        raws = client.mget([GENERATION_PREFIX + n for n in names] + keys)
     except RedisError as exc:  # the cache is an optimisation: never fail a read on it
         log.warning("cache read failed: %s", exc)
         return [produce() for _key, _ttl, produce, _deps in entries]
+    numbers = dict(zip(names, raws, strict=False))
     values, missing = [], []
-    for (_key, ttl, produce, _deps), key, raw in zip(entries, keys, raws, strict=True):
-        if raw is None:
-            values.append(produce())
-            missing.append((key, ttl, values[-1]))
+    for (_key, ttl, produce, deps), key, raw in zip(entries, keys, raws[len(names):],
+                                                    strict=True):
+        built_from = ".".join((numbers[n] or b"0").decode() for n in deps).encode()
+        stamp, _, body = (raw or b"").partition(b"\n")
+        if raw is not None and stamp == built_from:
+            values.append(json.loads(body))
         else:
-            values.append(json.loads(raw))
+            values.append(produce())
+            missing.append((key, ttl, built_from, values[-1]))
     if missing:
         try:
             pipe = client.pipeline(transaction=False)
-            for key, ttl, value in missing:
-                pipe.set(key, json.dumps(value, ensure_ascii=False, default=str), ex=ttl)
+            for key, ttl, built_from, value in missing:
+                pipe.set(key, built_from + b"\n" + json.dumps(
+                    value, ensure_ascii=False, default=str).encode(), ex=ttl)
             pipe.execute()
         except RedisError as exc:
             log.warning("cache write failed: %s", exc)
