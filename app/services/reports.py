@@ -174,28 +174,32 @@ def _bad(field: str, code: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, code=code, details={"fields": {field: [message]}})
 
 
-# A building and its community in one statement (prebuilt, with a bind parameter).
+# A building, its community and the caller's own community in one statement (prebuilt, with
+# bind parameters).
 BUILDING_WITH_COMMUNITY = (
-    select(Building, Community).join(Community, Community.id == Building.community_id)
+    select(Building, Community,
+           select(User.community_id).where(User.id == bindparam("user_id")).scalar_subquery())
+    .join(Community, Community.id == Building.community_id)
     .where(Building.id == bindparam("building_id")))
 
 
-def resolve_location(*, user: User, building_id: int | None, lat: float | None,
+def resolve_location(*, user_id: int, building_id: int | None, lat: float | None,
                      lng: float | None) -> tuple[Community, Building | None]:
     """The community and building a report is about; 422 when outside the caller's reach."""
     if building_id is None and (lat is None or lng is None):
         raise _bad("location", "location_required", "请选择楼栋或提供位置")
     building = None
     if building_id is not None:
-        found = db.session.execute(BUILDING_WITH_COMMUNITY, {"building_id": building_id}).first()
+        found = db.session.execute(BUILDING_WITH_COMMUNITY,
+                                   {"building_id": building_id, "user_id": user_id}).first()
         if found is None:
             raise _bad("building_id", "building_not_found", "楼栋不存在")
-        building, community = found
-    elif user.community_id is not None:
-        community = db.session.get(Community, user.community_id)
+        building, community, home_id = found
     else:
-        community = _nearest_community(lat, lng)
-    if user.community_id is not None and community.id != user.community_id:
+        home_id = db.session.scalar(select(User.community_id).where(User.id == user_id))
+        community = (db.session.get(Community, home_id) if home_id is not None
+                     else _nearest_community(lat, lng))
+    if home_id is not None and community.id != home_id:
         raise _bad("building_id", "building_not_in_community", "该楼栋不属于您所在的社区")
     check_in_community(community, lat, lng)
     return community, building
@@ -229,7 +233,6 @@ def submit_report(*, reporter_id: int, category: str, description: str,
     """File a report and queue its routing, in one transaction."""
     from app.services import uploads
 
-    user = db.session.get(User, reporter_id)
     cat = category_by_code(category)
     description = clean_description(description)
     extra = clean_extra(cat, extra or {})
@@ -238,7 +241,8 @@ def submit_report(*, reporter_id: int, category: str, description: str,
     photos = uploads.attachable(reporter_id, photo_ids)
     if cat.photo_required and not photos:
         raise _bad("photo_ids", "photo_required", "该类问题需要上传照片")
-    community, building = resolve_location(user=user, building_id=building_id, lat=lat, lng=lng)
+    community, building = resolve_location(user_id=reporter_id, building_id=building_id,
+                                           lat=lat, lng=lng)
     ratelimit.take(f"reports:{reporter_id}", REPORTS_PER_HOUR, 3600, "提交太频繁，请稍后再试")
     report = Report(community_id=community.id, reporter_id=reporter_id, category=cat,
                     description=description, building=building,
@@ -364,8 +368,7 @@ def nearby_reports(*, user_id: int, category: str, lat: float | None, lng: float
     cat = category_by_code(category)
     if cat.is_private:
         return []
-    user = db.session.get(User, user_id)
-    community, _ = resolve_location(user=user, building_id=building_id, lat=lat, lng=lng)
+    community, _ = resolve_location(user_id=user_id, building_id=building_id, lat=lat, lng=lng)
     stmt = select(Report).where(Report.community_id == community.id,
                                 Report.category_id == cat.id,
                                 Report.status.in_(OPEN_STATUSES))
