@@ -42,17 +42,20 @@ class TicketSummarySchema(Schema):
 
 def summary_of_row(row) -> dict:
     """A row of the ticket list (tickets.LIST_ROWS) exactly as TicketSummarySchema dumps it."""
+    (id_, report_id, status, org_id, org_code, org_name, category, category_name, description,
+     location_text, building, building_id, micro_grid_id, assignee_id, accept_by, expected_at,
+     overdue, created_at, updated_at) = row  # unpacked: half the CPU of 19 lookups by name
     return {
-        "id": row.id, "report_id": row.report_id, "status": str(row.status),
-        "status_label": TICKET_STATUS_LABELS[str(row.status)],
-        "org": {"id": row.org_id, "code": row.org_code, "name": row.org_name},
-        "category": row.category, "category_name": row.category_name,
-        "description": row.description[:120], "location_text": row.location_text,
-        "building": row.building, "building_id": row.building_id,
-        "micro_grid_id": row.micro_grid_id, "assignee_id": row.assignee_id,
-        "accept_by": row.accept_by.isoformat(), "expected_at": row.expected_at.isoformat(),
-        "overdue": row.overdue, "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
+        "id": id_, "report_id": report_id, "status": str(status),
+        "status_label": TICKET_STATUS_LABELS[str(status)],
+        "org": {"id": org_id, "code": org_code, "name": org_name},
+        "category": category, "category_name": category_name,
+        "description": description[:120], "location_text": location_text,
+        "building": building, "building_id": building_id,
+        "micro_grid_id": micro_grid_id, "assignee_id": assignee_id,
+        "accept_by": accept_by.isoformat(), "expected_at": expected_at.isoformat(),
+        "overdue": overdue, "created_at": created_at.isoformat(),
+        "updated_at": updated_at.isoformat(),
     }
 
 
