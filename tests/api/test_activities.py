@@ -335,6 +335,9 @@ def test_the_qr_endpoint_gives_the_token_and_a_png(client, place):
     image = get(client, place.li, f"{ACTIVITIES}/signups/{seat['id']}/qr", format="png")
     assert image.mimetype == "image/png" and image.data[:4] == b"\x89PNG"
     assert get(client, place.grandma, f"{ACTIVITIES}/signups/{seat['id']}/qr").status_code == 404
+    documented = client.get("/openapi.json").get_json()["paths"][
+        "/api/v1/activities/signups/{signup_id}/qr"]["get"]["responses"]["200"]["content"]
+    assert set(documented) == {"application/json", "image/png"}  # found by the fuzzer
 
 
 def test_scanning_is_idempotent_by_nonce_and_a_second_scan_is_already_checked_in(client,

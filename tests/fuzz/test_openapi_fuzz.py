@@ -171,7 +171,8 @@ def first_line(text: str) -> str:
 
 def reproduction(case, failure, response) -> str:
     """The failure's message, the response and a curl line that repeats the case."""
-    return (f"{failure.message.strip()[:1200]}\n[{response.status_code}] {response.text[:400]}\n"
+    body = response.content[:400].decode("utf-8", "backslashreplace")  # an image, say
+    return (f"{failure.message.strip()[:1200]}\n[{response.status_code}] {body}\n"
             f"{case.as_curl_command()}")
 
 

@@ -107,6 +107,9 @@ class SignupQr(MethodView):
     @role_required(RESIDENT)
     @blp.arguments(QrArgsSchema, location="query")
     @blp.response(200, QrSchema)
+    @blp.doc(responses={"200": {"description": "OK", "content": {  # JSON, or ?format=png
+        "application/json": {"schema": QrSchema},
+        "image/png": {"schema": {"type": "string", "format": "binary"}}}}})
     def get(self, args, signup_id):
         """My check-in code: the signed token and its QR code (`?format=png` for the image)."""
         qr = activities.signup_qr(signup_id=signup_id, user_id=current_user_id())
