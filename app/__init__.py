@@ -10,6 +10,7 @@ from flask import Flask, g, request
 from werkzeug.routing import IntegerConverter
 
 from app.config import load_config
+from app.jsonio import OrjsonProvider
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -20,6 +21,7 @@ MAX_DATABASE_ID = 2**31 - 1  # PostgreSQL `integer`, the type of every primary k
 def create_app(config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, error handlers, commands."""
     app = Flask(__name__, instance_relative_config=True)
+    app.json = OrjsonProvider(app)
     app.config.update(load_config(config))
     register_logging(app)
     register_extensions(app)
