@@ -71,8 +71,8 @@ def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
     answered from the record) or rolls back (then it takes the key).
     """
     request_hash = _request_hash()
-    try:  # a plain INSERT: no ORM object to build, flush and expire for one row
-        record_id = db.session.execute(
+    try:  # a plain INSERT through Core: no ORM object, nor the ORM's bulk-statement setup
+        record_id = db.session.connection().execute(
             insert(IdempotencyRecord).values(user_id=user_id, key=key,
                                              endpoint=request.path[:200],
                                              request_hash=request_hash)
@@ -120,12 +120,12 @@ def _store(record_id: int, response: Response) -> None:
     """Keep the response on the claim; re-create the claim if the view rolled it back."""
     values = {"status_code": response.status_code, "response_body": response.get_data(),
               "completed_at": datetime.now(UTC)}
-    stored = db.session.execute(
+    stored = db.session.connection().execute(
         update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(**values)
-        .execution_options(synchronize_session=False)).rowcount
+    ).rowcount
     try:
         if not stored:  # the view rolled back its transaction - and the claim with it
-            db.session.execute(insert(IdempotencyRecord).values(
+            db.session.connection().execute(insert(IdempotencyRecord).values(
                 user_id=current_user_id(), key=request.headers[HEADER],
                 endpoint=request.path[:200], request_hash=_request_hash(), **values))
         db.session.commit()
