@@ -70,9 +70,14 @@ def keyset_page(stmt: Select, *, columns: list, cursor: str | None, limit: int,
     stmt = stmt.order_by(*order).limit(written(limit + 1))
     if rows:  # columns only: SQLAlchemy Core on the session's connection, no ORM setup per run
         session.flush()
-        found = list(session.connection().execute(stmt))
+        found = session.connection().execute(stmt).all()
     else:
-        found = list(session.scalars(stmt))
+        found = session.scalars(stmt).all()
+    return page_of_found(found, columns=columns, limit=limit)
+
+
+def page_of_found(found: list, *, columns: list, limit: int) -> tuple[list, str | None]:
+    """The page and its next cursor from up to `limit + 1` items read in key order."""
     items = found[:limit]
     next_cursor = None
     if len(found) > limit:

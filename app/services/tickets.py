@@ -6,7 +6,7 @@ import statistics
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from app.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
@@ -21,7 +21,8 @@ from app.models.reports import (
     Ticket,
     TicketStatus,
 )
-from app.pagination import keyset_page
+from app.pagination import DEFAULT_LIMIT, keyset_page, page_of_found
+from app.prepared import written
 from app.services import outbox
 from app.services.reports import (
     ensure_follower,
@@ -65,6 +66,12 @@ LIST_ROWS = (
     .join(ReportCategory, ReportCategory.id == Ticket.category_id)
     .outerjoin(Building, Building.id == Report.building_id)
 )
+
+NEWEST = [Ticket.created_at, Ticket.id]
+# The first page, newest first, of an org's tickets, built once: building the statement per
+# request (its WHERE, ORDER BY, cache key, result metadata) cost a quarter of the list's CPU.
+FIRST_PAGE = (LIST_ROWS.where(Ticket.org_id.in_(bindparam("org_ids", expanding=True)))
+              .order_by(*[c.desc() for c in NEWEST]).limit(written(DEFAULT_LIMIT + 1)))
 
 
 class Scope:
@@ -129,6 +136,13 @@ def list_tickets(*, scope: Scope, status: str | None = None, category: str | Non
                  q: str | None = None, sort: str = "newest", cursor: str | None = None,
                  limit: int = 20) -> tuple[list, str | None]:
     """A page of the tickets in scope (rows of LIST_ROWS), newest or most overdue first."""
+    if (sort == "newest" and limit == DEFAULT_LIMIT and scope.org_ids and not scope.grid_org_ids
+            and not (status or category or q or cursor)
+            and overdue is None and building_id is None):
+        # The clerk's default view, and the busiest read of the API: one prebuilt statement.
+        found = db.session.connection().execute(
+            FIRST_PAGE, {"org_ids": sorted(scope.org_ids)}).all()
+        return page_of_found(found, columns=NEWEST, limit=limit)
     stmt = LIST_ROWS.where(scope.clause())
     if status:
         stmt = stmt.where(Ticket.status == TicketStatus(status))
@@ -145,8 +159,7 @@ def list_tickets(*, scope: Scope, status: str | None = None, category: str | Non
         stmt = stmt.where(Ticket.status.in_(OPEN_TICKET))
         return keyset_page(stmt, columns=[Ticket.expected_at, Ticket.id], cursor=cursor,
                            limit=limit, descending=False, rows=True)
-    return keyset_page(stmt, columns=[Ticket.created_at, Ticket.id], cursor=cursor, limit=limit,
-                       rows=True)
+    return keyset_page(stmt, columns=NEWEST, cursor=cursor, limit=limit, rows=True)
 
 
 def get_ticket(*, ticket_id: int, scope: Scope) -> Ticket:

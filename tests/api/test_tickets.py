@@ -245,6 +245,21 @@ def test_sixty_tickets_page_by_keyset_in_a_constant_number_of_statements(client,
     assert get(client, place.clerk, TICKETS, limit=101).status_code == 422
 
 
+def test_the_default_first_page_is_the_same_page_the_filtered_path_builds(client, place,
+                                                                         monkeypatch):
+    monkeypatch.setattr(report_service, "REPORTS_PER_HOUR", 1000)
+    made = [ticket_of(submit(place, "lighting", building=place.bld2,
+                             description=f"第{i}盏灯不亮")).id for i in range(25)]
+    first = get(client, place.clerk, TICKETS).get_json()  # the prebuilt statement
+    assert [t["id"] for t in first["items"]] == sorted(made, reverse=True)[:20]
+    rest = get(client, place.clerk, TICKETS, cursor=first["next_cursor"]).get_json()
+    assert [t["id"] for t in first["items"] + rest["items"]] == sorted(made, reverse=True)
+    assert rest["next_cursor"] is None
+    # the same page through the general path (a filter that keeps every ticket)
+    general = get(client, place.clerk, TICKETS, category="lighting").get_json()
+    assert general == first
+
+
 def test_grid_worker_list_is_also_a_constant_number_of_statements(client, place, monkeypatch):
     monkeypatch.setattr(report_service, "REPORTS_PER_HOUR", 1000)
     for i in range(12):
