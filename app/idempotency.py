@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from copy import deepcopy
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 
@@ -35,10 +36,12 @@ def idempotent(*, required: bool = False) -> Callable:
                 return fn(*args, **kwargs)
             if len(key) > 100:
                 raise ValidationFailed("Idempotency-Key 过长", code="idempotency_key_invalid")
-            record_id, replay = _claim(current_user_id(), key)
+            claim = Claim(user_id=current_user_id(), key=key, endpoint=request.path[:200],
+                          request_hash=_request_hash())
+            record_id, replay = _claim(claim)
             if replay is not None:
                 return replay
-            return _run_and_store(record_id, fn, args, kwargs)
+            return _run_and_store(record_id, claim, fn, args, kwargs)
 
         document_header(wrapper, required)
         return wrapper
@@ -56,13 +59,23 @@ def document_header(view: Callable, required: bool) -> None:
     view._apidoc = doc
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Who used which key for what request (the columns of its IdempotencyRecord)."""
+
+    user_id: int
+    key: str
+    endpoint: str
+    request_hash: str
+
+
 def _request_hash() -> str:
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     digest.update(request.get_data())
     return digest.hexdigest()
 
 
-def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
+def _claim(claim: Claim) -> tuple[int | None, Response | None]:
     """Take the key (the new record's id) or answer from the existing one.
 
     The claim is written in the request's own transaction and commits with the view's work:
@@ -70,21 +83,18 @@ def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
     request with the same key waits on the unique index until the first one commits (then it is
     answered from the record) or rolls back (then it takes the key).
     """
-    request_hash = _request_hash()
     try:  # a plain INSERT through Core: no ORM object, nor the ORM's bulk-statement setup
         record_id = db.session.connection().execute(
-            insert(IdempotencyRecord).values(user_id=user_id, key=key,
-                                             endpoint=request.path[:200],
-                                             request_hash=request_hash)
+            insert(IdempotencyRecord).values(**asdict(claim))
             .returning(IdempotencyRecord.id)).scalar_one()
         return record_id, None
     except IntegrityError:
         db.session.rollback()
     existing = db.session.scalar(select(IdempotencyRecord).where(
-        IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key))
+        IdempotencyRecord.user_id == claim.user_id, IdempotencyRecord.key == claim.key))
     if existing is None:  # deleted by a failed first attempt in the meantime
-        return _claim(user_id, key)
-    if existing.request_hash != request_hash:
+        return _claim(claim)
+    if existing.request_hash != claim.request_hash:
         raise ValidationFailed("该 Idempotency-Key 已用于另一个请求",
                                code="idempotency_key_reused")
     if existing.status_code is None:
@@ -100,7 +110,7 @@ def _claim(user_id: int, key: str) -> tuple[int | None, Response | None]:
     return None, replay
 
 
-def _run_and_store(record_id: int, fn: Callable, args, kwargs) -> Response:
+def _run_and_store(record_id: int, claim: Claim, fn: Callable, args, kwargs) -> Response:
     """Run the view; keep a success response for replays, forget the key otherwise."""
     try:
         response = make_response(fn(*args, **kwargs))
@@ -109,14 +119,14 @@ def _run_and_store(record_id: int, fn: Callable, args, kwargs) -> Response:
         _forget(record_id)
         raise
     if 200 <= response.status_code < 300:
-        _store(record_id, response)
+        _store(record_id, claim, response)
     else:
         db.session.rollback()
         _forget(record_id)
     return response
 
 
-def _store(record_id: int, response: Response) -> None:
+def _store(record_id: int, claim: Claim, response: Response) -> None:
     """Keep the response on the claim; re-create the claim if the view rolled it back."""
     values = {"status_code": response.status_code, "response_body": response.get_data(),
               "completed_at": datetime.now(UTC)}
@@ -125,9 +135,8 @@ def _store(record_id: int, response: Response) -> None:
     ).rowcount
     try:
         if not stored:  # the view rolled back its transaction - and the claim with it
-            db.session.connection().execute(insert(IdempotencyRecord).values(
-                user_id=current_user_id(), key=request.headers[HEADER],
-                endpoint=request.path[:200], request_hash=_request_hash(), **values))
+            db.session.connection().execute(
+                insert(IdempotencyRecord).values(**asdict(claim), **values))
         db.session.commit()
     except IntegrityError:  # the key was taken in the meantime: that request's answer stands
         db.session.rollback()

@@ -19,7 +19,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    literal_column,
     null,
     select,
     type_coerce,
@@ -112,7 +111,7 @@ _SLOTS = (("n", Integer, 5), ("s", String, 7), ("t", UTCDateTime, 2), ("d", Date
 
 def _part(kind: str, **given) -> list:
     """The shared columns for one kind of row: `given` fills slots (n=[...], s=[...], ...)."""
-    columns = [literal_column(f"'{kind}'", String).label("kind")]
+    columns = [written(kind).label("kind")]
     for prefix, type_, size in _SLOTS:
         values = given.get(prefix, ())
         # type_coerce: the values keep their SQL type (enums are plain strings in the database)

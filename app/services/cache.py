@@ -46,7 +46,7 @@ def cached_many(entries: list[tuple[str, int, Callable[[], object], tuple[str, .
     except RedisError as exc:  # the cache is an optimisation: never fail a read on it
         log.warning("cache read failed: %s", exc)
         return [produce() for _key, _ttl, produce, _deps in entries]
-    numbers = dict(zip(names, raws, strict=False))
+    numbers = dict(zip(names, raws[:len(names)], strict=True))
     values, missing = [], []
     for (_key, ttl, produce, deps), key, raw in zip(entries, keys, raws[len(names):],
                                                     strict=True):

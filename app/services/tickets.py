@@ -134,7 +134,7 @@ def move_ticket(ticket: Ticket, action: str, *, actor_id: int | None, note: str 
 def list_tickets(*, scope: Scope, status: str | None = None, category: str | None = None,
                  overdue: bool | None = None, building_id: int | None = None,
                  q: str | None = None, sort: str = "newest", cursor: str | None = None,
-                 limit: int = 20) -> tuple[list, str | None]:
+                 limit: int = DEFAULT_LIMIT) -> tuple[list, str | None]:
     """A page of the tickets in scope (rows of LIST_ROWS), newest or most overdue first."""
     if (sort == "newest" and limit == DEFAULT_LIMIT and scope.org_ids and not scope.grid_org_ids
             and not (status or category or q or cursor)
