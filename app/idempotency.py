@@ -17,6 +17,7 @@ from app.errors import Conflict, ValidationFailed
 from app.extensions import db
 from app.models import IdempotencyRecord
 from app.security import current_user_id
+from app.services import outbox
 
 HEADER = "Idempotency-Key"
 IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
@@ -111,9 +112,14 @@ def _claim(claim: Claim) -> tuple[int | None, Response | None]:
 
 
 def _run_and_store(record_id: int, claim: Claim, fn: Callable, args, kwargs) -> Response:
-    """Run the view; keep a success response for replays, forget the key otherwise."""
+    """Run the view; keep a success response for replays, forget the key otherwise.
+
+    The view's `outbox.commit()` is held: its work, its outbox rows and the stored answer are
+    committed together, once (then the outbox jobs are enqueued).
+    """
     try:
-        response = make_response(fn(*args, **kwargs))
+        with outbox.commit_held():
+            response = make_response(fn(*args, **kwargs))
     except Exception:
         db.session.rollback()
         _forget(record_id)
@@ -127,16 +133,19 @@ def _run_and_store(record_id: int, claim: Claim, fn: Callable, args, kwargs) -> 
 
 
 def _store(record_id: int, claim: Claim, response: Response) -> None:
-    """Keep the response on the claim; re-create the claim if the view rolled it back."""
+    """Keep the response on the claim and commit; re-create the claim if the view rolled it
+    back (then its work is committed first, and a key taken meanwhile keeps that answer)."""
     values = {"status_code": response.status_code, "response_body": response.get_data(),
               "completed_at": datetime.now(UTC)}
     stored = db.session.connection().execute(
         update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(**values)
     ).rowcount
+    outbox.commit()
+    if stored:
+        return
     try:
-        if not stored:  # the view rolled back its transaction - and the claim with it
-            db.session.connection().execute(
-                insert(IdempotencyRecord).values(**asdict(claim), **values))
+        db.session.connection().execute(
+            insert(IdempotencyRecord).values(**asdict(claim), **values))
         db.session.commit()
     except IntegrityError:  # the key was taken in the meantime: that request's answer stands
         db.session.rollback()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 
 from flask import current_app
@@ -16,10 +17,12 @@ from redis.exceptions import RedisError
 from rq import Retry
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.errors import InvalidTransition, NotFound
 from app.extensions import QUEUE_NAMES, db, redis_store
+from app.inserts import insert_new
 from app.models import OutboxMessage, OutboxStatus, utcnow
 from workers.jobs import get_job
 
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RUNNER = "workers.outbox.run_outbox_message"
 SESSION_KEY = "linli_outbox_added"
+HELD_KEY = "linli_commit_held"
 DEFAULT_RETRY_INTERVALS = (5, 30, 120, 600, 1800)
 LIVE_STATUSES = frozenset(
     {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
@@ -34,13 +38,37 @@ LIVE_STATUSES = frozenset(
 
 
 def add_job(job: str, *, queue: str = "default", **args) -> OutboxMessage:
-    """Add an outbox row running registered job `job` with `args`; `commit()` enqueues it."""
+    """Write an outbox row running registered job `job` with `args`, in the caller's
+    transaction; `commit()` enqueues it.
+
+    A plain INSERT (app.inserts), not an object of the session: the row is noted with the
+    transaction (or savepoint) it was written in, and forgotten if that one rolls back.
+    """
     _check_job(job, queue, args)
     message = OutboxMessage(job=job, queue=queue, args=args, status=OutboxStatus.PENDING,
                             attempts=0)
-    db.session.add(message)
-    db.session.info.setdefault(SESSION_KEY, []).append(message)
+    insert_new(message)
+    session = db.session()
+    written_in = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(SESSION_KEY, []).append((message, written_in))
     return message
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
+    """Drop the rows written in a transaction or savepoint that rolled back (or inside it)."""
+    added = session.info.get(SESSION_KEY)
+    if added:
+        session.info[SESSION_KEY] = [(message, tx) for message, tx in added
+                                     if not _inside(tx, rolled_back)]
+
+
+def _inside(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def _check_job(job: str, queue: str, args: dict) -> None:
@@ -55,16 +83,33 @@ def _check_job(job: str, queue: str, args: dict) -> None:
 
 
 def commit() -> None:
-    """Commit the session, then enqueue the outbox rows added since the last commit."""
-    added = db.session.info.pop(SESSION_KEY, [])
+    """Commit the session, then enqueue the outbox rows added since the last commit.
+
+    Inside `commit_held()` it only flushes: whoever holds the commit commits once, for all.
+    """
     db.session.flush()
-    # Rows dropped by a rollback since add_job are no longer in the session: skip them.
-    # What enqueueing needs is read before the commit expires the rows (no reload per row).
-    fresh = [(message.id, message.queue, message.job) for message in added
-             if message in db.session]
+    if db.session.info.get(HELD_KEY):
+        return
+    added = db.session.info.pop(SESSION_KEY, [])
+    fresh = [(message.id, message.queue, message.job) for message, _ in added]
     db.session.commit()
     for message_id, queue, job in fresh:
         _put_on_queue(message_id, queue, job)
+
+
+@contextmanager
+def commit_held() -> Iterator[None]:
+    """Within, `commit()` flushes without committing; the caller then commits with `commit()`.
+
+    An idempotent request runs its view in this, then stores its answer and commits once: the
+    work, its outbox rows and the answer in one transaction.
+    """
+    info = db.session().info
+    held, info[HELD_KEY] = info.get(HELD_KEY, False), True
+    try:
+        yield
+    finally:
+        info[HELD_KEY] = held
 
 
 def dispatch(message_id: int) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from app.extensions import db, redis_store
+from app.inserts import insert_new
 from app.models import Building, Community, User
 from app.models.reports import (
     Report,
@@ -105,21 +106,24 @@ def category_by_code(code: str) -> ReportCategory:
     return category
 
 
-def record_event(report: Report, action: str, *, actor_id: int | None = None,
-                 ticket: Ticket | None = None, org_id: int | None = None,
-                 from_status: str | None = None, to_status: str | None = None,
-                 note: str = "", public: bool = True, data: dict | None = None,
-                 flush: bool = True) -> ReportEvent:
-    """Append one row to the report's timeline (in the caller's transaction); flushed, so
-    it has its id, unless `flush=False`."""
-    event = ReportEvent(report_id=report.id, ticket_id=ticket.id if ticket else None,
-                        actor_id=actor_id, org_id=org_id or (ticket.org_id if ticket else None),
-                        action=action, from_status=from_status, to_status=to_status,
-                        note=note or "", public=public, data=data or {}, created_at=now())
+def record_event(report: Report, action: str, **step) -> ReportEvent:
+    """Append one row to the report's timeline (in the caller's transaction), flushed so it
+    has its id; `step` as for new_event."""
+    event = new_event(report, action, **step)
     db.session.add(event)
-    if flush:
-        db.session.flush()
+    db.session.flush()
     return event
+
+
+def new_event(report: Report, action: str, *, actor_id: int | None = None,
+              ticket: Ticket | None = None, org_id: int | None = None,
+              from_status: str | None = None, to_status: str | None = None,
+              note: str = "", public: bool = True, data: dict | None = None) -> ReportEvent:
+    """A timeline row of the report, not yet written."""
+    return ReportEvent(report_id=report.id, ticket_id=ticket.id if ticket else None,
+                       actor_id=actor_id, org_id=org_id or (ticket.org_id if ticket else None),
+                       action=action, from_status=from_status, to_status=to_status,
+                       note=note or "", public=public, data=data or {}, created_at=now())
 
 
 def move_report(report: Report, to: ReportStatus, *, actor_id: int | None, note: str = "",
@@ -259,7 +263,7 @@ def file_report_as_written(report: Report, *, actor_id: int | None) -> Report:
     load_report would find is what was just written - no tickets, one timeline entry, and the
     category, building and uploads the caller set on it."""
     event = add_new_report(report, actor_id=actor_id)
-    with kept_after_commit():
+    with kept_after_commit():  # the uploads the photos show stay as loaded
         outbox.commit()
     set_committed_value(report, "tickets", [])
     set_committed_value(report, "events", [event])
@@ -303,11 +307,14 @@ def clean_description(description: str | None) -> str:
 
 
 def add_new_report(report: Report, *, actor_id: int | None) -> ReportEvent:
-    """Add a new report with its `submit` step and its routing job (not committed)."""
-    db.session.add(report)
-    db.session.flush()
-    event = record_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED),
-                         flush=False)  # written with the outbox row, at the commit
+    """Write a new report, its photos and its `submit` step, and add its routing job (not
+    committed). Written by plain INSERTs (app.inserts): the objects stay out of the session."""
+    insert_new(report)
+    for photo in report.photos:
+        photo.report_id = report.id
+        insert_new(photo)
+    event = new_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED))
+    insert_new(event)
     outbox.add_job("route_report", queue="high", report_id=report.id)
     return event
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 from flask import jsonify
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app import idempotency
-from app.extensions import db
+from app.extensions import db, redis_store
 from app.models import Community, IdempotencyRecord
+from app.services import outbox
 from tests import factories as f
+from workers.jobs import PING_KEY
 
 
 @pytest.fixture
@@ -101,3 +103,38 @@ def test_a_non_success_answer_writes_nothing_and_keeps_no_claim(caller):
 
     assert caller(refusing).status_code == 409
     assert _count(IdempotencyRecord) == 0 and _count(Community) == 0
+
+
+def test_work_committed_through_the_outbox_and_the_answer_commit_once_together(caller):
+    commits = []  # what another connection sees after each commit
+
+    def count_commit(_session):
+        commits.append((_count(Community), _count(IdempotencyRecord)))
+
+    event.listen(db.session, "after_commit", count_commit)
+    try:
+        def view():
+            _add_community("together")
+            outbox.add_job("ping", value="after the commit")
+            outbox.commit()  # held by the decorator: nothing is committed yet
+            assert _count(Community) == 0 and _count(IdempotencyRecord) == 0
+            return jsonify(ok=True), 201
+
+        assert caller(view).status_code == 201
+    finally:
+        event.remove(db.session, "after_commit", count_commit)
+    assert commits[0] == (1, 1)  # the first commit holds both; then the ping job's own
+    assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"after the commit"]
+
+
+def test_a_failure_after_the_services_commit_leaves_nothing_written(caller):
+    def view():
+        _add_community("half")
+        outbox.add_job("ping", value="never")
+        outbox.commit()
+        raise RuntimeError("the answer could not be made")
+
+    with pytest.raises(RuntimeError):
+        caller(view)
+    assert _count(Community) == 0 and _count(IdempotencyRecord) == 0
+    assert redis_store.client.lrange(PING_KEY, 0, -1) == []

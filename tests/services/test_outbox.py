@@ -157,6 +157,35 @@ def test_rolled_back_transaction_runs_nothing(app, session):
     assert outbox.relay_pending(older_than_seconds=0) == 0
 
 
+def test_a_rolled_back_savepoint_drops_only_its_own_rows(app, session):
+    outbox.add_job("tests.record", n="before")
+    with pytest.raises(RuntimeError), session.begin_nested():
+        outbox.add_job("tests.record", n="in the savepoint")
+        raise RuntimeError("undo the savepoint")
+    with session.begin_nested():
+        outbox.add_job("tests.record", n="kept savepoint")
+
+    outbox.commit()
+
+    assert sorted(kwargs["n"] for kwargs, _ in CALLS) == ["before", "kept savepoint"]
+    assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2
+
+
+def test_a_held_commit_writes_and_runs_nothing_until_the_holder_commits(app, session):
+    with outbox.commit_held():
+        add_community()
+        outbox.add_job("tests.record", n=1)
+        outbox.commit()  # e.g. a service called by an idempotent request: only flushed
+        assert CALLS == []
+        with db.engine.connect() as other:  # another connection sees nothing committed
+            assert other.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+    outbox.commit()
+
+    assert CALLS == [({"n": 1}, ["pending"])]
+    assert only_message().status == OutboxStatus.DONE
+
+
 def test_failing_job_leaves_the_row_failed_with_its_error(app, session):
     add_community()
     outbox.add_job("tests.explode", reason="printer on fire")

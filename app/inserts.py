@@ -1,0 +1,58 @@
+"""Write a new row through SQLAlchemy Core from a model object, without the unit of work.
+
+    report = Report(community_id=1, category=cat, building=building, ...)
+    insert_new(report)      # INSERT ... RETURNING id; report.id is set
+
+For the hottest creating path (a report submission): the ORM's flush of three new objects was
+45 % of the request's CPU (change tracking, dependency sorting, post-fetch), while the rows are
+plain INSERTs. The object is filled in as written - the columns' defaults applied here, the
+foreign keys of its many-to-one relationships copied - so the response can be dumped from it
+without reading it back. It never joins the session: nothing is flushed again, nothing expires
+at the commit.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import Insert, insert, inspect
+from sqlalchemy.orm import Mapper, RelationshipDirection
+
+from app.extensions import db
+
+
+def insert_new(obj) -> None:
+    """INSERT `obj`'s row in the session's transaction and set its primary key."""
+    mapper: Mapper = inspect(type(obj))
+    statement, id_key = _statement(mapper)
+    new_id = db.session.connection().execute(statement, _values(obj, mapper)).scalar_one()
+    setattr(obj, id_key, new_id)
+
+
+@cache
+def _statement(mapper: Mapper) -> tuple[Insert, str]:
+    """The table's INSERT ... RETURNING its key (built once; the values come as parameters)."""
+    (key,) = mapper.primary_key
+    return (insert(mapper.local_table).returning(key),
+            mapper.get_property_by_column(key).key)
+
+
+def _values(obj, mapper: Mapper) -> dict:
+    """The row: what was set on the object, its relationships' keys, the columns' defaults."""
+    state = vars(obj)
+    for rel in mapper.relationships:
+        if rel.direction is RelationshipDirection.MANYTOONE and rel.key in state:
+            target = state[rel.key]
+            for local, remote in rel.local_remote_pairs:
+                setattr(obj, local.key, None if target is None else getattr(target, remote.key))
+    values = {}
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        if column.primary_key:
+            continue
+        default = column.default
+        if prop.key not in state and default is not None and not default.is_clause_element:
+            setattr(obj, prop.key, default.arg if default.is_scalar else default.arg(None))
+        if prop.key in state:
+            values[column.key] = state[prop.key]
+    return values
