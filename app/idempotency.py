@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 
 from flask import Response, make_response, request
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, ValidationFailed
 from app.extensions import db
+from app.inserts import insert_new
 from app.models import IdempotencyRecord
 from app.security import current_user_id
 from app.services import outbox
@@ -84,11 +85,10 @@ def _claim(claim: Claim) -> tuple[int | None, Response | None]:
     request with the same key waits on the unique index until the first one commits (then it is
     answered from the record) or rolls back (then it takes the key).
     """
-    try:  # a plain INSERT through Core: no ORM object, nor the ORM's bulk-statement setup
-        record_id = db.session.connection().execute(
-            insert(IdempotencyRecord).values(**asdict(claim))
-            .returning(IdempotencyRecord.id)).scalar_one()
-        return record_id, None
+    record = IdempotencyRecord(**asdict(claim))
+    try:  # a plain INSERT (app.inserts): no unit of work
+        insert_new(record)
+        return record.id, None
     except IntegrityError:
         db.session.rollback()
     existing = db.session.scalar(select(IdempotencyRecord).where(
@@ -135,20 +135,21 @@ def _run_and_store(record_id: int, claim: Claim, fn: Callable, args, kwargs) -> 
 def _store(record_id: int, claim: Claim, response: Response) -> None:
     """Keep the response on the claim and commit; re-create the claim if the view rolled it
     back (then its work is committed first, and a key taken meanwhile keeps that answer)."""
-    values = {"status_code": response.status_code, "response_body": response.get_data(),
+    answer = {"status_code": response.status_code, "response_body": response.get_data(),
               "completed_at": datetime.now(UTC)}
-    stored = db.session.connection().execute(
-        update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(**values)
-    ).rowcount
+    stored = db.session.connection().execute(STORE, {"record_id": record_id, **answer}).rowcount
     outbox.commit()
     if stored:
         return
     try:
-        db.session.connection().execute(
-            insert(IdempotencyRecord).values(**asdict(claim), **values))
+        insert_new(IdempotencyRecord(**asdict(claim), **answer))
         db.session.commit()
     except IntegrityError:  # the key was taken in the meantime: that request's answer stands
         db.session.rollback()
+
+
+# The answer's columns come from the parameters' names (prebuilt: no statement per request).
+STORE = update(IdempotencyRecord).where(IdempotencyRecord.id == bindparam("record_id"))
 
 
 def _forget(record_id: int) -> None:

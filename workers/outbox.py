@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from rq import Queue, get_current_job
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus, utcnow
+from app.services import outbox
 from app.services.notifications import retry_job_on_deferred_sends
 from app.services.outbox import relay_pending
 from workers.jobs import app_context, get_job, job
@@ -22,39 +24,42 @@ RELAY_INTERVAL_SECONDS = 30
 def run_outbox_message(message_id: int) -> None:
     """Run one outbox row's job: done rows are skipped; failures are recorded, then re-raised."""
     with app_context():
-        message = _start_attempt(message_id)
-        if message is None:
+        started = _start_attempt(message_id)
+        if started is None:
             return
-        name, args = message.job, dict(message.args or {})
+        name, args = started
         try:
-            with retry_job_on_deferred_sends():
+            with retry_job_on_deferred_sends(), outbox.commit_held():
                 get_job(name)(**args)
+            _mark_done(message_id)
         except Exception as exc:
             db.session.rollback()
             _record_failure(message_id, exc)
             raise
-        _mark_done(message_id)
 
 
-def _start_attempt(message_id: int) -> OutboxMessage | None:
-    """Count an attempt on the row (committed, so a crash still counts); None if nothing to run."""
-    message = db.session.get(OutboxMessage, message_id)
-    if message is None:
-        log.warning("outbox message %s does not exist; nothing to run", message_id)
-        return None
-    if message.status == OutboxStatus.DONE:
-        return None
-    message.attempts += 1
+def _start_attempt(message_id: int) -> tuple[str, dict] | None:
+    """Count an attempt on the row (committed, so a crash still counts) and return its job and
+    arguments; None if there is nothing to run (done, or no such row)."""
+    found = db.session.connection().execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status != OutboxStatus.DONE)
+        .values(attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage.job, OutboxMessage.args)).first()
     db.session.commit()
-    return message
+    if found is None:
+        if db.session.get(OutboxMessage, message_id) is None:
+            log.warning("outbox message %s does not exist; nothing to run", message_id)
+        return None
+    return found.job, dict(found.args or {})
 
 
 def _mark_done(message_id: int) -> None:
-    """Mark the row done."""
-    message = db.session.get(OutboxMessage, message_id)
-    message.status = OutboxStatus.DONE
-    message.done_at = utcnow()
-    db.session.commit()
+    """Mark the row done and commit: with the job's own work when it committed through the
+    outbox (held above), so its effect and the mark land together; then its jobs are queued."""
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
+                       .values(status=OutboxStatus.DONE, done_at=utcnow()))
+    outbox.commit()
 
 
 def _record_failure(message_id: int, exc: Exception) -> None:

@@ -178,27 +178,27 @@ def _bad(field: str, code: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, code=code, details={"fields": {field: [message]}})
 
 
-# A building, its community and the caller's own community in one statement (prebuilt, with
-# bind parameters).
-BUILDING_WITH_COMMUNITY = (
-    select(Building, Community,
-           select(User.community_id).where(User.id == bindparam("user_id")).scalar_subquery())
-    .join(Community, Community.id == Building.community_id)
+# A building's community (id, centre, radius) and the caller's own community, in one statement
+# (prebuilt, with bind parameters; read as plain rows).
+BUILDING_PLACE = (
+    select(Community.id, Community.center_lat, Community.center_lng, Community.radius_m,
+           select(User.community_id).where(User.id == bindparam("user_id"))
+           .scalar_subquery().label("home_id"))
+    .join_from(Building, Community, Community.id == Building.community_id)
     .where(Building.id == bindparam("building_id")))
 
 
 def resolve_location(*, user_id: int, building_id: int | None, lat: float | None,
-                     lng: float | None) -> tuple[Community, Building | None]:
-    """The community and building a report is about; 422 when outside the caller's reach."""
+                     lng: float | None) -> int:
+    """The id of the community a report is about; 422 when outside the caller's reach."""
     if building_id is None and (lat is None or lng is None):
         raise _bad("location", "location_required", "请选择楼栋或提供位置")
-    building = None
     if building_id is not None:
-        found = db.session.execute(BUILDING_WITH_COMMUNITY,
-                                   {"building_id": building_id, "user_id": user_id}).first()
-        if found is None:
+        community = db.session.connection().execute(
+            BUILDING_PLACE, {"building_id": building_id, "user_id": user_id}).first()
+        if community is None:
             raise _bad("building_id", "building_not_found", "楼栋不存在")
-        building, community, home_id = found
+        home_id = community.home_id
     else:
         home_id = db.session.scalar(select(User.community_id).where(User.id == user_id))
         community = (db.session.get(Community, home_id) if home_id is not None
@@ -206,7 +206,7 @@ def resolve_location(*, user_id: int, building_id: int | None, lat: float | None
     if home_id is not None and community.id != home_id:
         raise _bad("building_id", "building_not_in_community", "该楼栋不属于您所在的社区")
     check_in_community(community, lat, lng)
-    return community, building
+    return community.id
 
 
 def check_in_community(community: Community, lat: float | None, lng: float | None) -> None:
@@ -224,7 +224,9 @@ def _nearest_community(lat: float, lng: float) -> Community:
     return best
 
 
-def _outside(community: Community, lat: float, lng: float) -> bool:
+def _outside(community, lat: float, lng: float) -> bool:
+    """Whether the point is beyond the radius of `community` (a Community, or a row of its id,
+    centre and radius)."""
     if community.center_lat is None or community.center_lng is None:
         return False
     return distance_m(lat, lng, community.center_lat, community.center_lng) > community.radius_m
@@ -245,11 +247,11 @@ def submit_report(*, reporter_id: int, category: str, description: str,
     photos = uploads.attachable(reporter_id, photo_ids)
     if cat.photo_required and not photos:
         raise _bad("photo_ids", "photo_required", "该类问题需要上传照片")
-    community, building = resolve_location(user_id=reporter_id, building_id=building_id,
-                                           lat=lat, lng=lng)
+    community_id = resolve_location(user_id=reporter_id, building_id=building_id,
+                                    lat=lat, lng=lng)
     ratelimit.take(f"reports:{reporter_id}", REPORTS_PER_HOUR, 3600, "提交太频繁，请稍后再试")
-    report = Report(community_id=community.id, reporter_id=reporter_id, category=cat,
-                    description=description, building=building,
+    report = Report(community_id=community_id, reporter_id=reporter_id, category=cat,
+                    description=description, building_id=building_id,
                     lat=lat, lng=lng, location_text=location_text or "", extra=extra,
                     created_at=now())
     report.photos = [ReportPhoto(upload=p, position=i) for i, p in enumerate(photos)]
@@ -261,7 +263,7 @@ def submit_report(*, reporter_id: int, category: str, description: str,
 def file_report_as_written(report: Report, *, actor_id: int | None) -> Report:
     """file_report without reading the report back: its routing has not run yet, so what
     load_report would find is what was just written - no tickets, one timeline entry, and the
-    category, building and uploads the caller set on it."""
+    category and uploads the caller set on it."""
     event = add_new_report(report, actor_id=actor_id)
     with kept_after_commit():  # the uploads the photos show stay as loaded
         outbox.commit()
@@ -375,8 +377,8 @@ def nearby_reports(*, user_id: int, category: str, lat: float | None, lng: float
     cat = category_by_code(category)
     if cat.is_private:
         return []
-    community, _ = resolve_location(user_id=user_id, building_id=building_id, lat=lat, lng=lng)
-    stmt = select(Report).where(Report.community_id == community.id,
+    community_id = resolve_location(user_id=user_id, building_id=building_id, lat=lat, lng=lng)
+    stmt = select(Report).where(Report.community_id == community_id,
                                 Report.category_id == cat.id,
                                 Report.status.in_(OPEN_STATUSES))
     if lat is not None and lng is not None:

@@ -186,6 +186,30 @@ def test_a_held_commit_writes_and_runs_nothing_until_the_holder_commits(app, ses
     assert only_message().status == OutboxStatus.DONE
 
 
+@job("tests.write_community")
+def write_community(code: str) -> None:
+    """Business rows committed the way services commit: through the outbox."""
+    add_community(code)
+    outbox.commit()
+
+
+def test_a_jobs_work_and_its_done_mark_commit_together(app, session, monkeypatch):
+    import workers.outbox as runner
+
+    message = outbox.add_job("tests.write_community", code="c9")
+    session.commit()  # the row only: nothing enqueued, nothing run
+    monkeypatch.setattr(runner, "utcnow", lambda: (_ for _ in ()).throw(
+        RuntimeError("the database went away before the row was marked done")))
+
+    with pytest.raises(RuntimeError):
+        run_outbox_message(message.id)
+
+    assert session.scalar(select(func.count()).select_from(Community)) == 0  # not kept
+    row = only_message()
+    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 1)  # the failure is recorded
+    assert "the database went away" in row.last_error
+
+
 def test_failing_job_leaves_the_row_failed_with_its_error(app, session):
     add_community()
     outbox.add_job("tests.explode", reason="printer on fire")
