@@ -132,6 +132,10 @@ def _run_and_store(record_id: int, claim: Claim, fn: Callable, args, kwargs) -> 
     return response
 
 
+# The answer's columns come from the parameters' names (prebuilt: no statement per request).
+STORE = update(IdempotencyRecord).where(IdempotencyRecord.id == bindparam("record_id"))
+
+
 def _store(record_id: int, claim: Claim, response: Response) -> None:
     """Keep the response on the claim and commit; re-create the claim if the view rolled it
     back (then its work is committed first, and a key taken meanwhile keeps that answer)."""
@@ -146,10 +150,6 @@ def _store(record_id: int, claim: Claim, response: Response) -> None:
         db.session.commit()
     except IntegrityError:  # the key was taken in the meantime: that request's answer stands
         db.session.rollback()
-
-
-# The answer's columns come from the parameters' names (prebuilt: no statement per request).
-STORE = update(IdempotencyRecord).where(IdempotencyRecord.id == bindparam("record_id"))
 
 
 def _forget(record_id: int) -> None:

@@ -230,5 +230,3 @@ def notify_org(*, org_id: int, kind: str, title: str, body: str, dedupe_key: str
     db.session.add_all(new)
     db.session.commit()
     return len(new)
-
-

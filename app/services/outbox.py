@@ -64,6 +64,7 @@ def _forget_rolled_back(session: Session, rolled_back: SessionTransaction) -> No
 
 
 def _inside(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    """Whether `transaction` is `outer` or a savepoint within it."""
     while transaction is not None:
         if transaction is outer:
             return True
