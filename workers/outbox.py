@@ -10,7 +10,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus, utcnow
-from app.services import outbox
 from app.services.notifications import retry_job_on_deferred_sends
 from app.services.outbox import relay_pending
 from workers.jobs import app_context, get_job, job
@@ -29,13 +28,13 @@ def run_outbox_message(message_id: int) -> None:
             return
         name, args = started
         try:
-            with retry_job_on_deferred_sends(), outbox.commit_held():
+            with retry_job_on_deferred_sends():
                 get_job(name)(**args)
-            _mark_done(message_id)
         except Exception as exc:
             db.session.rollback()
             _record_failure(message_id, exc)
             raise
+        _mark_done(message_id)
 
 
 def _start_attempt(message_id: int) -> tuple[str, dict] | None:
@@ -55,11 +54,10 @@ def _start_attempt(message_id: int) -> tuple[str, dict] | None:
 
 
 def _mark_done(message_id: int) -> None:
-    """Mark the row done and commit: with the job's own work when it committed through the
-    outbox (held above), so its effect and the mark land together; then its jobs are queued."""
-    db.session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
-                       .values(status=OutboxStatus.DONE, done_at=utcnow()))
-    outbox.commit()
+    """Mark the row done (after the job's own commits: done never comes before the effect)."""
+    db.session.connection().execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
+                                    .values(status=OutboxStatus.DONE, done_at=utcnow()))
+    db.session.commit()
 
 
 def _record_failure(message_id: int, exc: Exception) -> None:

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 RUNNER = "workers.outbox.run_outbox_message"
 SESSION_KEY = "linli_outbox_added"
 HELD_KEY = "linli_commit_held"
+HELD_FLUSHED = "linli_commit_held_flushed"  # commit() flushed work while the commit was held
+HELD_LOST = "linli_commit_held_lost"  # ... and that work was rolled back before the commit
 DEFAULT_RETRY_INTERVALS = (5, 30, 120, 600, 1800)
 LIVE_STATUSES = frozenset(
     {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
@@ -56,11 +58,28 @@ def add_job(job: str, *, queue: str = "default", **args) -> OutboxMessage:
 
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
-    """Drop the rows written in a transaction or savepoint that rolled back (or inside it)."""
+    """Drop the rows written in a transaction or savepoint that rolled back (or inside it).
+
+    A rolled-back subtransaction (a failed flush) undoes its savepoint or the whole transaction
+    in the database, so the rows are dropped up to that boundary. When the whole transaction
+    rolls back while the commit is held, work that `commit()` only flushed is gone: noted, and
+    refused by the holder's `commit()`.
+    """
+    while rolled_back.parent is not None and not rolled_back.nested:
+        rolled_back = rolled_back.parent
+    if rolled_back.parent is None and session.info.get(HELD_KEY) and \
+            session.info.get(HELD_FLUSHED):
+        session.info[HELD_LOST] = True
     added = session.info.get(SESSION_KEY)
     if added:
         session.info[SESSION_KEY] = [(message, tx) for message, tx in added
                                      if not _inside(tx, rolled_back)]
+
+
+@event.listens_for(Session, "after_commit")
+def _held_work_committed(session: Session) -> None:
+    """Whatever commit() flushed while held is committed now (by whoever committed)."""
+    session.info.pop(HELD_FLUSHED, None)
 
 
 def _inside(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
@@ -89,13 +108,23 @@ def commit() -> None:
     Inside `commit_held()` it only flushes: whoever holds the commit commits once, for all.
     """
     db.session.flush()
-    if db.session.info.get(HELD_KEY):
+    info = db.session.info
+    if info.get(HELD_KEY):
+        info[HELD_FLUSHED] = True
         return
-    added = db.session.info.pop(SESSION_KEY, [])
+    if info.pop(HELD_LOST, False):
+        db.session.rollback()
+        raise HeldWorkLost("work committed through outbox.commit() while the commit was held "
+                           "was rolled back before the holder committed")
+    added = info.pop(SESSION_KEY, [])
     fresh = [(message.id, message.queue, message.job) for message, _ in added]
     db.session.commit()
     for message_id, queue, job in fresh:
         _put_on_queue(message_id, queue, job)
+
+
+class HeldWorkLost(RuntimeError):
+    """A rollback discarded work a service had committed while the commit was held."""
 
 
 @contextmanager
@@ -107,6 +136,9 @@ def commit_held() -> Iterator[None]:
     """
     info = db.session().info
     held, info[HELD_KEY] = info.get(HELD_KEY, False), True
+    if not held:
+        info.pop(HELD_FLUSHED, None)
+        info.pop(HELD_LOST, None)
     try:
         yield
     finally:

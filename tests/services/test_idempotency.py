@@ -109,7 +109,10 @@ def test_work_committed_through_the_outbox_and_the_answer_commit_once_together(c
     commits = []  # what another connection sees after each commit
 
     def count_commit(_session):
-        commits.append((_count(Community), _count(IdempotencyRecord)))
+        with db.engine.connect() as conn:
+            answered = conn.execute(select(func.count()).select_from(IdempotencyRecord).where(
+                IdempotencyRecord.status_code.is_not(None))).scalar_one()
+        commits.append((_count(Community), answered))
 
     event.listen(db.session, "after_commit", count_commit)
     try:
@@ -123,7 +126,7 @@ def test_work_committed_through_the_outbox_and_the_answer_commit_once_together(c
         assert caller(view).status_code == 201
     finally:
         event.remove(db.session, "after_commit", count_commit)
-    assert commits[0] == (1, 1)  # the first commit holds both; then the ping job's own
+    assert commits[0] == (1, 1)  # the first commit holds the work and the stored answer
     assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"after the commit"]
 
 
@@ -138,3 +141,16 @@ def test_a_failure_after_the_services_commit_leaves_nothing_written(caller):
         caller(view)
     assert _count(Community) == 0 and _count(IdempotencyRecord) == 0
     assert redis_store.client.lrange(PING_KEY, 0, -1) == []
+
+
+def test_work_rolled_back_after_the_services_held_commit_fails_the_request(caller):
+    def view():
+        _add_community("lost")
+        outbox.commit()  # held: only flushed
+        db.session.rollback()  # e.g. a retry loop that assumed the commit happened
+        _add_community("after")
+        return jsonify(ok=True), 201
+
+    with pytest.raises(outbox.HeldWorkLost):
+        caller(view)
+    assert _count(Community) == 0 and _count(IdempotencyRecord) == 0  # nothing half-written

@@ -18,6 +18,7 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import InvalidTransition, NotFound
 from app.extensions import QUEUE_NAMES, db, redis_store
@@ -157,18 +158,41 @@ def test_rolled_back_transaction_runs_nothing(app, session):
     assert outbox.relay_pending(older_than_seconds=0) == 0
 
 
-def test_a_rolled_back_savepoint_drops_only_its_own_rows(app, session):
-    outbox.add_job("tests.record", n="before")
+def test_a_rolled_back_savepoint_drops_only_its_own_rows(app, session, async_queues):
+    kept = [outbox.add_job("tests.record", n="before")]
     with pytest.raises(RuntimeError), session.begin_nested():
         outbox.add_job("tests.record", n="in the savepoint")
         raise RuntimeError("undo the savepoint")
     with session.begin_nested():
-        outbox.add_job("tests.record", n="kept savepoint")
+        kept.append(outbox.add_job("tests.record", n="kept savepoint"))
 
     outbox.commit()
 
-    assert sorted(kwargs["n"] for kwargs, _ in CALLS) == ["before", "kept savepoint"]
+    # Only the kept rows' jobs are queued (a dropped row's id may be reused on SQLite).
+    assert async_queues["default"].job_ids == [f"outbox-{m.id}" for m in kept]
     assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2
+
+
+def test_a_failed_flush_in_a_savepoint_drops_the_savepoints_rows(app, session, async_queues):
+    kept = outbox.add_job("tests.record", n="before")
+    with pytest.raises(IntegrityError), session.begin_nested():
+        outbox.add_job("tests.record", n="in the savepoint")
+        session.add(Community(code=None, name="no code"))  # NOT NULL: the flush fails
+        session.flush()
+
+    outbox.commit()
+
+    assert async_queues["default"].job_ids == [f"outbox-{kept.id}"]
+
+
+def test_a_rolled_back_transaction_queues_nothing(app, session, async_queues):
+    outbox.add_job("tests.record", n=1)
+    session.rollback()
+    kept = outbox.add_job("tests.record", n=2)
+
+    outbox.commit()
+
+    assert async_queues["default"].job_ids == [f"outbox-{kept.id}"]
 
 
 def test_a_held_commit_writes_and_runs_nothing_until_the_holder_commits(app, session):
@@ -184,30 +208,6 @@ def test_a_held_commit_writes_and_runs_nothing_until_the_holder_commits(app, ses
 
     assert CALLS == [({"n": 1}, ["pending"])]
     assert only_message().status == OutboxStatus.DONE
-
-
-@job("tests.write_community")
-def write_community(code: str) -> None:
-    """Business rows committed the way services commit: through the outbox."""
-    add_community(code)
-    outbox.commit()
-
-
-def test_a_jobs_work_and_its_done_mark_commit_together(app, session, monkeypatch):
-    import workers.outbox as runner
-
-    message = outbox.add_job("tests.write_community", code="c9")
-    session.commit()  # the row only: nothing enqueued, nothing run
-    monkeypatch.setattr(runner, "utcnow", lambda: (_ for _ in ()).throw(
-        RuntimeError("the database went away before the row was marked done")))
-
-    with pytest.raises(RuntimeError):
-        run_outbox_message(message.id)
-
-    assert session.scalar(select(func.count()).select_from(Community)) == 0  # not kept
-    row = only_message()
-    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 1)  # the failure is recorded
-    assert "the database went away" in row.last_error
 
 
 def test_failing_job_leaves_the_row_failed_with_its_error(app, session):
