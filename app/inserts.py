@@ -9,6 +9,10 @@ plain INSERTs. The object is filled in as written - the columns' defaults applie
 foreign keys of its many-to-one relationships copied - so the response can be dumped from it
 without reading it back. It never joins the session: nothing is flushed again, nothing expires
 at the commit.
+
+Limits: the session is not flushed first, so a foreign key to a pending ORM object needs that
+object flushed (or inserted) before; related objects must already have their ids; attributes
+are named as their columns; defaults are plain values or functions of no arguments.
 """
 
 from __future__ import annotations
