@@ -2,6 +2,7 @@
 
     report = Report(community_id=1, category=cat, building=building, ...)
     insert_new(report)      # INSERT ... RETURNING id; report.id is set
+    insert_new(*photos)     # several rows of one model: still one statement
 
 For the hottest creating path (a report submission): the ORM's flush of three new objects was
 45 % of the request's CPU (change tracking, dependency sorting, post-fetch), while the rows are
@@ -25,19 +26,24 @@ from sqlalchemy.orm import Mapper, RelationshipDirection
 from app.extensions import db
 
 
-def insert_new(obj) -> None:
-    """INSERT `obj`'s row in the session's transaction and set its primary key."""
-    mapper: Mapper = inspect(type(obj))
+def insert_new(*objs) -> None:
+    """INSERT the rows of new objects of one model in the session's transaction, by one
+    statement however many there are, and set their primary keys."""
+    mapper: Mapper = inspect(type(objs[0]))
     statement, id_key = _statement(mapper)
-    new_id = db.session.connection().execute(statement, _values(obj, mapper)).scalar_one()
-    setattr(obj, id_key, new_id)
+    rows = [_values(obj, mapper) for obj in objs]
+    new_ids = db.session.connection().execute(
+        statement, rows if len(rows) > 1 else rows[0]).scalars()
+    for obj, new_id in zip(objs, new_ids, strict=True):
+        setattr(obj, id_key, new_id)
 
 
 @cache
 def _statement(mapper: Mapper) -> tuple[Insert, str]:
-    """The table's INSERT ... RETURNING its key (built once; the values come as parameters)."""
+    """The table's INSERT ... RETURNING its key, in the order of the rows given (built once;
+    the values come as parameters)."""
     (key,) = mapper.primary_key
-    return (insert(mapper.local_table).returning(key),
+    return (insert(mapper.local_table).returning(key, sort_by_parameter_order=True),
             mapper.get_property_by_column(key).key)
 
 

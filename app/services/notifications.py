@@ -147,8 +147,7 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
                 data: dict | None = None, wx_data: dict | None = None,
                 page: str | None = None) -> Notification | None:
     """Keep an in-app notification (once per dedupe_key) and send its subscribe message."""
-    note = Notification(user_id=user_id, kind=kind, title=title[:100], body=body[:500],
-                        data=data or {}, dedupe_key=dedupe_key[:120])
+    note = _note(user_id, kind, title, body, data, dedupe_key)
     try:
         with db.session.begin_nested():
             db.session.add(note)
@@ -163,6 +162,13 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
         _send_subscribe(note, kind, wx_data, page)
     db.session.commit()
     return note
+
+
+def _note(user_id: int, kind: str, title: str, body: str, data: dict | None,
+          dedupe_key: str) -> Notification:
+    """A new in-app notification, its texts and key cut to their columns."""
+    return Notification(user_id=user_id, kind=kind, title=title[:100], body=body[:500],
+                        data=data or {}, dedupe_key=dedupe_key[:120])
 
 
 def _awaiting_resend(dedupe_key: str) -> Notification | None:
@@ -221,12 +227,11 @@ def notify_org(*, org_id: int, kind: str, title: str, body: str, dedupe_key: str
     worker's time per report). A job running twice at once hits the unique dedupe key, fails,
     and its retry finds the notifications kept.
     """
-    keys = {user_id: f"{dedupe_key}:u{user_id}"[:120] for user_id in org_staff_ids(org_id)}
+    new = [_note(user_id, kind, title, body, data, f"{dedupe_key}:u{user_id}")
+           for user_id in org_staff_ids(org_id)]
     kept = set(db.session.scalars(select(Notification.dedupe_key).where(
-        Notification.dedupe_key.in_(list(keys.values())))))
-    new = [Notification(user_id=user_id, kind=kind, title=title[:100], body=body[:500],
-                        data=data or {}, dedupe_key=key)
-           for user_id, key in keys.items() if key not in kept]
+        Notification.dedupe_key.in_([note.dedupe_key for note in new]))))
+    new = [note for note in new if note.dedupe_key not in kept]
     db.session.add_all(new)
     db.session.commit()
     return len(new)

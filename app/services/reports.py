@@ -314,7 +314,8 @@ def add_new_report(report: Report, *, actor_id: int | None) -> ReportEvent:
     insert_new(report)
     for photo in report.photos:
         photo.report_id = report.id
-        insert_new(photo)
+    if report.photos:
+        insert_new(*report.photos)
     event = new_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED))
     insert_new(event)
     outbox.add_job("route_report", queue="high", report_id=report.id)

@@ -190,6 +190,20 @@ def test_before_routing_the_answer_is_the_stored_report(client, place, worker_la
     assert job.job == "route_report" and job.status == OutboxStatus.PENDING
 
 
+@pytest.mark.postgres  # SQLite hands back the new ids of several rows one INSERT at a time
+def test_the_statements_of_a_submission_do_not_grow_with_its_photos(client, place,
+                                                                      worker_later):
+    photos = [upload_photo(client, place.resident)["id"] for _ in range(5)]
+    filed(client, place, category="illegal_parking", photo_ids=photos[:1])  # caches warm
+    with statements() as one:
+        filed(client, place, category="illegal_parking", photo_ids=photos[1:2])
+    with statements() as three:
+        body = filed(client, place, category="illegal_parking", photo_ids=photos[2:])
+    assert len(three) == len(one)
+    assert [p["id"] for p in body["photos"]] == photos[2:]
+    assert get_report(client, place.resident, body["id"]).get_json() == body
+
+
 def test_a_category_changed_after_it_was_cached_is_read_afresh(client, place):
     from app.models.reports import ReportCategory
 
