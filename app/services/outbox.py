@@ -119,8 +119,8 @@ def commit() -> None:
     added = info.pop(SESSION_KEY, [])
     fresh = [(message.id, message.queue, message.job) for message, _ in added]
     db.session.commit()
-    for message_id, queue, job in fresh:
-        _put_on_queue(message_id, queue, job)
+    if fresh:
+        _put_on_queue(*fresh)
 
 
 class HeldWorkLost(RuntimeError):
@@ -153,31 +153,42 @@ def dispatch(message_id: int) -> bool:
     return _enqueue(message_id, message.queue, message.job)
 
 
-def _put_on_queue(message_id: int, queue: str, job: str) -> bool:
-    """Put a pending row's RQ job on its queue; False (logged) when Redis is unavailable.
+def _put_on_queue(*messages: tuple[int, str, str]) -> bool:
+    """Put pending rows' RQ jobs on their queues - (id, queue, job) each - in one Redis round
+    trip; False (logged) when Redis is unavailable: then none is queued.
 
-    Right after the business commit nothing more is written: the row stays pending until its
-    job marks it done, and the relay only looks at rows older than its interval - a row whose
+    Right after the business commit nothing more is written: the rows stay pending until their
+    jobs mark them done, and the relay only looks at rows older than its interval - a row whose
     job is still queued or running is left alone (a transaction less per request).
     """
     try:
-        # In-process mode this runs the job right here, on this same scoped session.
-        redis_store.queue(queue).enqueue(
-            RUNNER, message_id, job_id=job_id(message_id), retry=retry_policy(),
-            description=f"outbox {message_id}: {job}",
-        )
+        if not redis_store.jobs_async:  # in-process: each job runs right here, on this session
+            for message in messages:
+                _enqueue_call(*message, pipeline=None)
+            return True
+        with redis_store.client.pipeline() as pipe:  # RQ writes each job into it (MULTI/EXEC)
+            for message in messages:
+                _enqueue_call(*message, pipeline=pipe)
+            pipe.execute()
     except RedisError as exc:
-        log.warning("outbox message %s: enqueue failed (%s); left pending for the relay",
-                    message_id, exc)
+        log.warning("outbox messages %s: enqueue failed (%s); left pending for the relay",
+                    ", ".join(str(message[0]) for message in messages), exc)
         return False
     return True
+
+
+def _enqueue_call(message_id: int, queue: str, job: str, *, pipeline) -> None:
+    redis_store.queue(queue).enqueue_call(
+        RUNNER, args=(message_id,), job_id=job_id(message_id), retry=retry_policy(),
+        description=f"outbox {message_id}: {job}", pipeline=pipeline,
+    )
 
 
 def _enqueue(message_id: int, queue: str, job: str) -> bool:
     """Enqueue a row again (relay, requeue) and commit its enqueued_at: when it was last
     handed to RQ by the relay, which then leaves it alone for an interval."""
     enqueued_at = utcnow()
-    if not _put_on_queue(message_id, queue, job):
+    if not _put_on_queue((message_id, queue, job)):
         return False
     db.session.execute(
         update(OutboxMessage).where(OutboxMessage.id == message_id).values(enqueued_at=enqueued_at)

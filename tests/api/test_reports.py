@@ -165,7 +165,7 @@ def worker_later(monkeypatch):
     from app.services import outbox
 
     monkeypatch.setattr(redis_store.state, "jobs_async", True)
-    monkeypatch.setattr(outbox, "_put_on_queue", lambda message_id, queue, job: True)
+    monkeypatch.setattr(outbox, "_put_on_queue", lambda *messages: True)
 
 
 def test_a_fresh_report_reads_back_exactly_as_it_was_answered(client, place):

@@ -195,6 +195,38 @@ def test_a_rolled_back_transaction_queues_nothing(app, session, async_queues):
     assert async_queues["default"].job_ids == [f"outbox-{kept.id}"]
 
 
+def test_the_jobs_of_a_commit_are_queued_in_one_redis_round_trip(app, session, async_queues,
+                                                                monkeypatch):
+    client, trips = redis_store.client, []
+    for queue in async_queues.values():  # asked once per queue object, as a process starts
+        queue.get_redis_server_version()
+    pipeline = client.pipeline
+
+    def counted_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+        monkeypatch.setattr(pipe, "execute", lambda *a, **k: trips.append("pipeline") or
+                            execute(*a, **k))
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", counted_pipeline)
+    monkeypatch.setattr(client, "execute_command",
+                        lambda *a, _run=client.execute_command, **k: trips.append(a[0]) or
+                        _run(*a, **k))
+    messages = [outbox.add_job("tests.record", n=1), outbox.add_job("tests.record", n=2),
+                outbox.add_job("tests.record", queue="high", n=3)]
+
+    outbox.commit()
+
+    assert trips == ["pipeline"]
+    assert async_queues["default"].job_ids == [f"outbox-{m.id}" for m in messages[:2]]
+    assert async_queues["high"].job_ids == [f"outbox-{messages[2].id}"]
+    work_in_process(async_queues)
+    assert sorted(kwargs["n"] for kwargs, _statuses in CALLS) == [1, 2, 3]
+    session.expire_all()
+    assert {session.get(OutboxMessage, m.id).status for m in messages} == {OutboxStatus.DONE}
+
+
 def test_a_held_commit_writes_and_runs_nothing_until_the_holder_commits(app, session):
     with outbox.commit_held():
         add_community()

@@ -34,7 +34,7 @@ def place(app):
 @pytest.fixture
 def queue_down(monkeypatch):
     """Redis is unreachable: outbox rows stay pending after commit, nothing runs."""
-    monkeypatch.setattr(outbox, "_put_on_queue", lambda message_id, queue, job: False)
+    monkeypatch.setattr(outbox, "_put_on_queue", lambda *messages: False)
 
 
 def file_report(place, category: str = "broken_facility", user=None, **kw) -> Report:
