@@ -123,8 +123,8 @@ def place_order(*, user_id: int, menu_id: int, items: list[dict], fulfilment: st
     order = Order(channel=OrderChannel.ONLINE, fulfilment=fulfilment, placed_by_id=user.id,
                   diner_id=diner.id, diner_name=diner.display_name,
                   diner_age=age_on(diner.birth_year, menu.date),
-                  household_id=household.id if household else None,
-                  address=household.label if household else "", note=(note or "").strip())
+                  household=household, address=household.label if household else "",
+                  note=(note or "").strip())
     return _create_order(menu, lines, order, actor_id=user.id)
 
 
@@ -153,7 +153,7 @@ def place_counter_order(*, actor_id: int, org_ids: set[int], menu_id: int,
     order = Order(channel=OrderChannel.COUNTER, fulfilment=Fulfilment(fulfilment),
                   placed_by_id=actor_id, diner_id=diner.id if diner else None,
                   diner_name=diner.display_name if diner else "堂食顾客", diner_age=age,
-                  note=(note or "").strip())
+                  household=None, note=(note or "").strip())
     return _create_order(menu, lines, order, actor_id=actor_id)
 
 
@@ -216,7 +216,8 @@ def _delivery_household(menu: Menu, diner: User, user: User,
 
 
 def _create_order(menu: Menu, lines: dict[int, int], order: Order, *, actor_id: int) -> Order:
-    """Price the order, take its portions, save it with its `place` event, commit."""
+    """Price the order, take its portions, save it with its `place` event, commit; answered
+    as written (what load_order would read back: its items, its one event, menu, subsidy)."""
     menu_items = _menu_items_for(menu, lines)
     rule = rule_for_age(active_rules(menu.community_id), order.diner_age)
     order.community_id, order.org_id, order.menu_id = menu.community_id, menu.org_id, menu.id
@@ -233,11 +234,14 @@ def _create_order(menu: Menu, lines: dict[int, int], order: Order, *, actor_id: 
     order.total_fen = sum(i.unit_price_fen * i.qty for i in order.items)
     take_portions(menu_items, lines)
     _insert_order(order)
-    record_event(order, "place", actor_id=actor_id, to_status=str(OS.PLACED),
-                 data={"channel": str(order.channel), "fulfilment": str(order.fulfilment)})
-    order_id = order.id  # read before the commit expires it (no reload just for the id)
-    outbox.commit()
-    return load_order(order_id)
+    event = record_event(order, "place", actor_id=actor_id, to_status=str(OS.PLACED),
+                         data={"channel": str(order.channel),
+                               "fulfilment": str(order.fulfilment)})
+    outbox.commit(expire=False)
+    for name, value in (("events", [event]), ("menu", menu), ("subsidy_rule", rule)):
+        set_committed_value(order, name, value)
+    order.courier_location = None  # nobody is delivering it yet
+    return order
 
 
 def _menu_items_for(menu: Menu, lines: dict[int, int]) -> dict[int, MenuItem]:
@@ -250,19 +254,24 @@ def _menu_items_for(menu: Menu, lines: dict[int, int]) -> dict[int, MenuItem]:
 
 
 def take_portions(menu_items: dict[int, MenuItem], lines: dict[int, int]) -> None:
-    """Take every line's portions with a conditional UPDATE, all or none (see module doc)."""
+    """Take every line's portions with a conditional UPDATE, all or none (see module doc);
+    the loaded menu items get the counts the UPDATEs left (RETURNING), so they stay true after
+    a commit that does not expire them."""
     stamp = canteen.now()
     for dish_id in sorted(lines, key=lambda d: menu_items[d].id):
         item, qty = menu_items[dish_id], lines[dish_id]
-        result = db.session.execute(
+        taken = db.session.execute(
             update(MenuItem)
             .where(MenuItem.id == item.id, MenuItem.portions_left >= qty)
             .values(portions_left=MenuItem.portions_left - qty,
                     sold_out_at=case((MenuItem.portions_left == qty, stamp),
                                      else_=MenuItem.sold_out_at))
-            .execution_options(synchronize_session=False))
-        if result.rowcount != 1:
+            .returning(MenuItem.portions_left, MenuItem.sold_out_at)
+            .execution_options(synchronize_session=False)).one_or_none()
+        if taken is None:
             _sold_out(item, dish_id, qty)
+        set_committed_value(item, "portions_left", taken.portions_left)
+        set_committed_value(item, "sold_out_at", taken.sold_out_at)
 
 
 def _sold_out(item: MenuItem, dish_id: int, qty: int) -> None:

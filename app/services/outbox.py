@@ -102,10 +102,12 @@ def _check_job(job: str, queue: str, args: dict) -> None:
         raise ValueError(f"arguments of job {job!r} must be plain JSON: {exc}") from exc
 
 
-def commit() -> None:
+def commit(*, expire: bool = True) -> None:
     """Commit the session, then enqueue the outbox rows added since the last commit.
 
     Inside `commit_held()` it only flushes: whoever holds the commit commits once, for all.
+    `expire=False` keeps the session's objects as they are instead of expiring them: a service
+    that answers with what it just wrote dumps them without reading them back.
     """
     db.session.flush()
     info = db.session.info
@@ -118,7 +120,12 @@ def commit() -> None:
                            "was rolled back before the holder committed")
     added = info.pop(SESSION_KEY, [])
     fresh = [(message.id, message.queue, message.job) for message, _ in added]
-    db.session.commit()
+    session = db.session()
+    expiring, session.expire_on_commit = session.expire_on_commit, expire
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expiring
     if fresh:
         _put_on_queue(*fresh)
 

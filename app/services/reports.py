@@ -8,8 +8,6 @@ transaction.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, select
@@ -265,23 +263,11 @@ def file_report_as_written(report: Report, *, actor_id: int | None) -> Report:
     load_report would find is what was just written - no tickets, one timeline entry, and the
     category and uploads the caller set on it."""
     event = add_new_report(report, actor_id=actor_id)
-    with kept_after_commit():  # the uploads the photos show stay as loaded
-        outbox.commit()
+    outbox.commit(expire=False)  # the uploads the photos show stay as loaded
     set_committed_value(report, "tickets", [])
     set_committed_value(report, "events", [event])
     set_committed_value(event, "org", None)
     return report
-
-
-@contextmanager
-def kept_after_commit() -> Iterator[None]:
-    """Commit without expiring the session's objects: they hold exactly what was written."""
-    session = db.session()
-    expire, session.expire_on_commit = session.expire_on_commit, False
-    try:
-        yield
-    finally:
-        session.expire_on_commit = expire
 
 
 def clean_extra(category: ReportCategory, values: dict, *,

@@ -171,6 +171,36 @@ def test_an_order_needs_an_idempotency_key_and_a_retry_replays_it(client, place)
     assert count(Order) == 1 and left(place, "红烧肉") == 29
 
 
+def starts(statement: str, *verbs: str) -> bool:
+    return statement.lstrip().upper().startswith(verbs)
+
+
+@pytest.mark.parametrize("key", ["k-1", None])
+def test_a_new_order_is_answered_as_written_and_reads_back_the_same(client, place, key):
+    """Pick-up, delivery for a family member, and a walk-in at the counter: each answer is made
+    from the rows just written - no SELECT after them - and is what the detail shows."""
+    cases = [
+        (place.elder, f"{API}/orders", body_for(place)),
+        (place.son, f"{API}/orders", body_for(place, fulfilment="delivery",
+                                               for_member_id=place.elder.id)),
+        (place.cook, f"{API}/counter-orders", {"menu_id": place.menu.id,
+                                               "items": lines(place, 米饭=1), "diner_age": 88}),
+    ]
+    for n, (user, url, body) in enumerate(cases):
+        headers = f.headers(user) | ({"Idempotency-Key": f"{key}-{n}"} if key else {})
+        if key is None and url.endswith("/orders"):
+            continue  # a resident's order needs a key (tested above)
+        with statements() as seen:
+            r = client.post(url, json=body, headers=headers)
+        assert r.status_code == 201, r.get_json()
+        placed = r.get_json()
+        first_write = next(i for i, s in enumerate(seen) if starts(s, "INSERT INTO CANTEEN_ORDERS"))
+        assert not [s for s in seen[first_write:] if starts(s, "SELECT")]
+        detail = client.get(f"{API}/orders/{placed['id']}", headers=f.headers(user))
+        assert detail.get_json() == placed
+        assert [t["action"] for t in placed["timeline"]] == ["place"]
+
+
 def test_a_sold_out_dish_is_a_clear_409_and_nothing_is_taken(client, app, clock):
     place = build_place(portions={"清蒸鲈鱼": 1})
     r = post_order(client, place.elder, body_for(place, items=lines(place, 红烧肉=1, 清蒸鲈鱼=2)))

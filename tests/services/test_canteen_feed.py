@@ -96,11 +96,11 @@ def test_an_event_committed_late_by_a_slow_transaction_is_not_skipped(app, place
     inserted, release = threading.Event(), threading.Event()
     real_commit = outbox.commit
 
-    def slow_commit():
+    def slow_commit(**options):
         if threading.current_thread().name == "slow-order":
             inserted.set()
             assert release.wait(20)
-        real_commit()
+        real_commit(**options)
 
     monkeypatch.setattr(outbox, "commit", slow_commit)
 
