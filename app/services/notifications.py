@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,7 +154,7 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
             db.session.add(note)
     except IntegrityError:
         # Already kept: a retried job must not message twice, unless WeChat failed last time.
-        note = _awaiting_resend(dedupe_key[:120]) if wx_data is not None else None
+        note = _awaiting_resend(note.dedupe_key) if wx_data is not None else None
         if note is None:
             return None
     if wx_data is not None and not wechat_wanted(user_id, kind):
@@ -166,9 +167,23 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
 
 def _note(user_id: int, kind: str, title: str, body: str, data: dict | None,
           dedupe_key: str) -> Notification:
-    """A new in-app notification, its texts and key cut to their columns."""
+    """A new in-app notification, its texts cut to their columns, its key made to fit."""
     return Notification(user_id=user_id, kind=kind, title=title[:100], body=body[:500],
-                        data=data or {}, dedupe_key=dedupe_key[:120])
+                        data=data or {}, dedupe_key=fitted_key(dedupe_key))
+
+
+DEDUPE_KEY_LENGTH = 120  # Notification.dedupe_key's column
+
+
+def fitted_key(dedupe_key: str) -> str:
+    """The key as stored: itself when it fits the column, else its head and a digest of the
+    whole - two long keys that differ only past the cut stay two keys (cutting alone made the
+    second a "duplicate": never kept, never sent; for an org, one staff member's key equal to
+    another's failed the whole INSERT)."""
+    if len(dedupe_key) <= DEDUPE_KEY_LENGTH:
+        return dedupe_key
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:24]
+    return f"{dedupe_key[:DEDUPE_KEY_LENGTH - len(digest) - 1]}~{digest}"
 
 
 def _awaiting_resend(dedupe_key: str) -> Notification | None:

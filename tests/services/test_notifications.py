@@ -1,4 +1,5 @@
-"""In-app notifications to an org's staff (notify_org): everyone once, however often it runs."""
+"""In-app notifications (notify_org to an org's staff, notify_user): each once, however often
+the job runs; keys longer than their column stay distinct."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Notification
-from app.services.notifications import notify_org
+from app.services.notifications import DEDUPE_KEY_LENGTH, notify_org, notify_user
 from tests import factories as f
 
 
@@ -38,3 +39,29 @@ def test_a_member_who_joined_later_is_notified_on_a_rerun_the_others_are_not(app
     assert notify_org(org_id=office.id, kind="ticket", title="新工单", body="",
                       dedupe_key="e:2") == 1
     assert _notified() == [(first, "新工单"), (newcomer, "新工单")]
+
+
+def test_long_dedupe_keys_that_differ_past_the_column_stay_distinct(app):
+    office = f.org(f.community(), "community_office")
+    staff = sorted(f.staff(office).id for _ in range(3))
+    head = "activity-reminder:" + "x" * DEDUPE_KEY_LENGTH  # longer than the column already
+    resident = f.resident().id
+
+    assert notify_org(org_id=office.id, kind="ticket", title="A", body="",
+                      dedupe_key=head + ":1") == 3  # per-member suffixes all past the cut
+    assert notify_org(org_id=office.id, kind="ticket", title="B", body="",
+                      dedupe_key=head + ":2") == 3
+    assert notify_org(org_id=office.id, kind="ticket", title="A", body="",
+                      dedupe_key=head + ":1") == 0  # a retried job still adds nothing
+    assert notify_user(user_id=resident, kind="report_update", title="C", body="",
+                       dedupe_key=head + ":1") is not None
+    assert notify_user(user_id=resident, kind="report_update", title="D", body="",
+                       dedupe_key=head + ":2") is not None
+    assert notify_user(user_id=resident, kind="report_update", title="D", body="",
+                       dedupe_key=head + ":2") is None
+
+    assert _notified() == sorted([(u, t) for u in staff for t in "AB"]
+                                 + [(resident, "C"), (resident, "D")])
+    with db.engine.connect() as conn:
+        keys = conn.scalars(select(Notification.dedupe_key)).all()
+    assert max(map(len, keys)) <= DEDUPE_KEY_LENGTH
