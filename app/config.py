@@ -66,6 +66,9 @@ def load_config(overrides: dict | None = None) -> dict:
         # a household orders a few meals a day; a burst beyond this is a script or a stuck client
         "ORDER_RATE_LIMIT": _int("ORDER_RATE_LIMIT", 20),
         "ORDER_RATE_WINDOW_SECONDS": _int("ORDER_RATE_WINDOW_SECONDS", 3600),
+        # a resident reports what they see; more than this an hour is a script or a stuck client
+        "REPORT_RATE_LIMIT": _int("REPORT_RATE_LIMIT", 10),
+        "REPORT_RATE_WINDOW_SECONDS": _int("REPORT_RATE_WINDOW_SECONDS", 3600),
         "UPLOAD_RATE_LIMIT": _int("UPLOAD_RATE_LIMIT", 60),
         "UPLOAD_RATE_WINDOW_SECONDS": _int("UPLOAD_RATE_WINDOW_SECONDS", 3600),
         "MEDIA_BASE_URL": _env("MEDIA_BASE_URL", ""),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -56,7 +57,6 @@ TICKET_PROGRESS = {TS.NEW: RS.ROUTED, TS.REOPENED: RS.REOPENED, TS.ACCEPTED: RS.
 NEARBY_METRES = 100
 URGE_INTERVAL = timedelta(minutes=30)
 FEEDBACK_WINDOW = timedelta(days=7)
-REPORTS_PER_HOUR = 10
 MAX_PHOTOS = 9
 MAX_DESCRIPTION = 2000
 
@@ -247,7 +247,9 @@ def submit_report(*, reporter_id: int, category: str, description: str,
         raise _bad("photo_ids", "photo_required", "该类问题需要上传照片")
     community_id = resolve_location(user_id=reporter_id, building_id=building_id,
                                     lat=lat, lng=lng)
-    ratelimit.take(f"reports:{reporter_id}", REPORTS_PER_HOUR, 3600, "提交太频繁，请稍后再试")
+    config = current_app.config  # REPORT_RATE_LIMIT / _WINDOW_SECONDS: defaults in app/config.py
+    ratelimit.take(f"reports:{reporter_id}", config["REPORT_RATE_LIMIT"],
+                   config["REPORT_RATE_WINDOW_SECONDS"], "提交太频繁，请稍后再试")
     report = Report(community_id=community_id, reporter_id=reporter_id, category=cat,
                     description=description, building_id=building_id,
                     lat=lat, lng=lng, location_text=location_text or "", extra=extra,

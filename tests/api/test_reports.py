@@ -256,6 +256,17 @@ def test_eleventh_report_within_an_hour_is_429(client, place):
     assert submit(client, place, user=place.neighbour).status_code == 201
 
 
+def test_the_report_limit_and_its_window_are_configurable(client, app, place, monkeypatch):
+    monkeypatch.setitem(app.config, "REPORT_RATE_LIMIT", 2)
+    monkeypatch.setitem(app.config, "REPORT_RATE_WINDOW_SECONDS", 600)
+    filed(client, place, description="第1件事")
+    filed(client, place, description="第2件事")
+    before = written()
+    r = submit(client, place, description="第3件事")
+    assert r.status_code == 429 and 0 < int(r.headers["Retry-After"]) <= 600
+    assert written() == before
+
+
 # ---- bad input: a clear error and nothing written -------------------------------------------
 
 def assert_rejected(client, place, status: int, code: str | None, field: str | None = None,

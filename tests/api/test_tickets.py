@@ -6,12 +6,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import current_app
 from sqlalchemy import event
 
 from app.extensions import db
 from app.models import Notification
 from app.models.reports import Report, ReportFollower, ReportPhoto, Ticket
-from app.services import reports as report_service
 from app.services.tickets import escalate_overdue
 from miniprogram_mock.wechat_server import shared_mock_app
 from tests import factories as f
@@ -212,7 +212,7 @@ def test_filters_status_category_overdue_building_and_text(client, place):
 
 def test_sixty_tickets_page_by_keyset_in_a_constant_number_of_statements(client, place,
                                                                         monkeypatch):
-    monkeypatch.setattr(report_service, "REPORTS_PER_HOUR", 1000)
+    monkeypatch.setitem(current_app.config, "REPORT_RATE_LIMIT", 1000)
     sixty = [ticket_of(submit(place, "lighting", building=place.bld2,
                               description=f"第{i}盏灯不亮")).id for i in range(60)]
 
@@ -247,7 +247,7 @@ def test_sixty_tickets_page_by_keyset_in_a_constant_number_of_statements(client,
 
 def test_the_default_first_page_is_the_same_page_the_filtered_path_builds(client, place,
                                                                          monkeypatch):
-    monkeypatch.setattr(report_service, "REPORTS_PER_HOUR", 1000)
+    monkeypatch.setitem(current_app.config, "REPORT_RATE_LIMIT", 1000)
     made = [ticket_of(submit(place, "lighting", building=place.bld2,
                              description=f"第{i}盏灯不亮")).id for i in range(25)]
     first = get(client, place.clerk, TICKETS).get_json()  # the prebuilt statement
@@ -261,7 +261,7 @@ def test_the_default_first_page_is_the_same_page_the_filtered_path_builds(client
 
 
 def test_grid_worker_list_is_also_a_constant_number_of_statements(client, place, monkeypatch):
-    monkeypatch.setattr(report_service, "REPORTS_PER_HOUR", 1000)
+    monkeypatch.setitem(current_app.config, "REPORT_RATE_LIMIT", 1000)
     for i in range(12):
         submit(place, "lighting", description=f"灯{i}")
     counts = {}
@@ -722,7 +722,7 @@ JANUARY = {"from": "2024-01-01T00:00:00+08:00", "to": "2024-02-01T00:00:00+08:00
 
 
 def test_stats_per_org_and_category(client, place, monkeypatch):
-    monkeypatch.setattr(report_service, "REPORTS_PER_HOUR", 1000)
+    monkeypatch.setitem(current_app.config, "REPORT_RATE_LIMIT", 1000)
     backdate(submit(place, "lighting"), created=at(10, 2), accepted=1, resolved=10, rating=4)
     backdate(submit(place, "lighting"), created=at(11), accepted=2, resolved=20, rating=5)
     backdate(submit(place, "lighting"), created=at(12), accepted=4, overdue=True)
