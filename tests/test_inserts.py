@@ -1,15 +1,18 @@
-"""app.inserts: a new row written by a plain INSERT from a model object, as the ORM would."""
+"""app.inserts: new rows written by plain INSERTs from model objects, as the ORM would."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.inserts import insert_new
-from app.models.reports import Report, ReportCategory, ReportStatus
-from tests.reports_fixtures import build_place
+from app.inserts import NewId, insert_chain, insert_new
+from app.models import OutboxMessage
+from app.models.reports import Report, ReportCategory, ReportEvent, ReportPhoto, ReportStatus
+from app.services import outbox, uploads
+from tests.reports_fixtures import build_place, jpeg_bytes
 
 
 @pytest.fixture
@@ -54,3 +57,72 @@ def test_a_failed_insert_writes_nothing(place):
 
     with db.engine.connect() as conn:
         assert conn.execute(select(Report.id)).first() is None
+
+
+# --- insert_chain: rows of several models referring to each other's new ids ---------------------
+
+
+def _chain(place, photo_count: int = 2, category_id: int | None = None):
+    """A report, its photos, its timeline row and its routing job, as a submission makes them."""
+    category = db.session.scalar(select(ReportCategory).where(ReportCategory.code == "noise"))
+    report = Report(community_id=place.comm.id, reporter_id=place.resident.id,
+                    category_id=category_id or category.id, building_id=place.bld.id,
+                    description="楼上装修到深夜")
+    report.photos = [ReportPhoto(report_id=NewId(report), position=i, upload=uploads.create_upload(
+        owner_id=place.resident.id, data=jpeg_bytes())) for i in range(photo_count)]
+    event = ReportEvent(report_id=NewId(report), action="submit", to_status="submitted")
+    job = outbox.new_job("route_report", queue="high", report_id=NewId(report), n=3,
+                         note="x", gone=None, flags=[1, 2])
+    return report, event, job
+
+
+def test_a_chain_writes_rows_that_hold_each_others_new_ids(place):
+    report, event, job = _chain(place)
+
+    insert_chain(report, *report.photos, event, job)
+    db.session.commit()
+
+    with db.engine.connect() as conn:
+        photos = conn.execute(select(ReportPhoto.report_id, ReportPhoto.position)
+                              .order_by(ReportPhoto.position)).all()
+        event_row = conn.execute(select(ReportEvent.__table__)).mappings().one()
+        args = conn.scalar(select(OutboxMessage.args).where(OutboxMessage.id == job.id))
+    assert _row_as_loaded(report.id)["description"] == "楼上装修到深夜"
+    assert photos == [(report.id, 0), (report.id, 1)]
+    assert (event_row["id"], event_row["report_id"], event_row["public"]) == (
+        event.id, report.id, True)
+    assert args == {"report_id": report.id, "n": 3, "note": "x", "gone": None, "flags": [1, 2]}
+    # The objects hold what was written: ids in place of every NewId.
+    assert [p.report_id for p in report.photos] == [report.id, report.id]
+    assert event.report_id == report.id and job.args["report_id"] == report.id
+    assert all(isinstance(o.id, int) for o in (report, *report.photos, event, job))
+
+
+@pytest.mark.postgres  # elsewhere one INSERT a row
+def test_a_chain_is_one_statement_on_postgresql(place):
+    report, event, job = _chain(place, photo_count=3)
+    assert all(photo.upload.id for photo in report.photos)  # loaded, as a submission has them
+    seen = []
+
+    def note(*args):
+        seen.append(args[2])
+
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        insert_chain(report, *report.photos, event, job)
+    finally:
+        sqlalchemy_event.remove(db.engine, "before_cursor_execute", note)
+    assert len(seen) == 1 and seen[0].lstrip().startswith("WITH")
+
+
+def test_a_failed_chain_writes_nothing(place):
+    report, event, job = _chain(place, category_id=999_999)  # no such category
+
+    with pytest.raises(IntegrityError):
+        insert_chain(report, *report.photos, event, job)
+        db.session.flush()
+    db.session.rollback()
+
+    with db.engine.connect() as conn:
+        for model in (Report, ReportPhoto, ReportEvent, OutboxMessage):
+            assert conn.execute(select(model.id)).first() is None

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from app.errors import InvalidTransition, NotFound
 from app.extensions import QUEUE_NAMES, db, redis_store
-from app.inserts import insert_new
+from app.inserts import NewId, insert_new
 from app.models import OutboxMessage, OutboxStatus, utcnow
 from workers.jobs import get_job
 
@@ -46,14 +46,26 @@ def add_job(job: str, *, queue: str = "default", **args) -> OutboxMessage:
     A plain INSERT (app.inserts), not an object of the session: the row is noted with the
     transaction (or savepoint) it was written in, and forgotten if that one rolls back.
     """
-    _check_job(job, queue, args)
-    message = OutboxMessage(job=job, queue=queue, args=args, status=OutboxStatus.PENDING,
-                            attempts=0)
+    message = new_job(job, queue=queue, **args)
     insert_new(message)
+    track(message)
+    return message
+
+
+def new_job(job: str, *, queue: str = "default", **args) -> OutboxMessage:
+    """An outbox row for the caller to write with others (app.inserts.insert_chain; an argument
+    may be a NewId of a row written before it), then `track`."""
+    _check_job(job, queue, args)
+    return OutboxMessage(job=job, queue=queue, args=args, status=OutboxStatus.PENDING,
+                         attempts=0)
+
+
+def track(message: OutboxMessage) -> None:
+    """Note a written outbox row with the transaction (or savepoint) it was written in:
+    `commit()` enqueues it, a rollback of that transaction forgets it."""
     session = db.session()
     written_in = session.get_nested_transaction() or session.get_transaction()
     session.info.setdefault(SESSION_KEY, []).append((message, written_in))
-    return message
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -97,9 +109,16 @@ def _check_job(job: str, queue: str, args: dict) -> None:
     if queue not in QUEUE_NAMES:
         raise ValueError(f"unknown queue {queue!r}; use one of {', '.join(QUEUE_NAMES)}")
     try:
-        json.dumps(args, allow_nan=False)
+        json.dumps(args, allow_nan=False, default=_new_id)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"arguments of job {job!r} must be plain JSON: {exc}") from exc
+
+
+def _new_id(value) -> int:
+    """A NewId stands for an id (a plain number) in the arguments."""
+    if isinstance(value, NewId):
+        return 0
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def commit(*, expire: bool = True) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from app.extensions import db, redis_store
-from app.inserts import insert_new
+from app.inserts import NewId, insert_chain
 from app.models import Building, Community, User
 from app.models.reports import (
     Report,
@@ -298,15 +298,15 @@ def clean_description(description: str | None) -> str:
 
 def add_new_report(report: Report, *, actor_id: int | None) -> ReportEvent:
     """Write a new report, its photos and its `submit` step, and add its routing job (not
-    committed). Written by plain INSERTs (app.inserts): the objects stay out of the session."""
-    insert_new(report)
+    committed). Written by plain INSERTs (app.inserts.insert_chain: one statement for them all
+    on PostgreSQL): the objects stay out of the session."""
     for photo in report.photos:
-        photo.report_id = report.id
-    if report.photos:
-        insert_new(*report.photos)
+        photo.report_id = NewId(report)
     event = new_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED))
-    insert_new(event)
-    outbox.add_job("route_report", queue="high", report_id=report.id)
+    event.report_id = NewId(report)
+    route = outbox.new_job("route_report", queue="high", report_id=NewId(report))
+    insert_chain(report, *report.photos, event, route)
+    outbox.track(route)
     return event
 
 
