@@ -243,7 +243,8 @@ def pg(app):
 
 
 def waiting_on_lock(engine, statement_prefix: str) -> list[int]:
-    """Pids of backends of this database blocked on a lock in a statement like this."""
+    """Pids of backends of this database blocked on a lock in a statement like this (an ILIKE
+    prefix: `%` matches anything)."""
     with engine.connect() as conn:  # a fresh transaction: pg_stat_activity is not a snapshot
         return list(conn.execute(text(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "

@@ -62,7 +62,8 @@ def test_connection_dropped_mid_submission_is_503_with_nothing_written(faults_ap
     with pg.connect() as locker:
         locker.execute(text("LOCK TABLE outbox IN EXCLUSIVE MODE"))  # reads pass, inserts wait
         outcome = in_thread(lambda: client.post("/api/v1/reports", headers=resident, json=body))
-        wait_until(lambda: waiting_on_lock(pg, "INSERT INTO outbox"), timeout=10)
+        # the report's rows are written by one statement (insert_chain), its routing job last
+        wait_until(lambda: waiting_on_lock(pg, "WITH r0 AS%INSERT INTO outbox"), timeout=10)
         assert count(Report) == 0  # the report row is written, uncommitted, in that transaction
         assert locker.execute(TERMINATE_OTHERS).scalar() >= 1
         locker.rollback()
