@@ -52,13 +52,14 @@ def notify_ticket_org(ticket_id: int, event_id: int) -> int:
     category = db.session.get(ReportCategory, ticket.category_id)
     title = f"工单 #{ticket.id}（{category.name}）：{event_label(event)}"
     data = {"ticket_id": ticket.id, "report_id": ticket.report_id, "event_id": event.id}
+    # read before notify_org commits (a commit expires them: two SELECTs more)
+    grid_worker_id, note = ticket.grid_worker_id, event.note
     sent = notifications.notify_org(org_id=ticket.org_id, kind="ticket", title=title,
-                                    body=event.note, data=data,
-                                    dedupe_key=f"ticket-event:{event.id}")
-    if ticket.grid_worker_id:
+                                    body=note, data=data, dedupe_key=f"ticket-event:{event_id}")
+    if grid_worker_id:
         sent += bool(notifications.notify_user(
-            user_id=ticket.grid_worker_id, kind="ticket_copy", title=title, body=event.note,
-            data=data, dedupe_key=f"ticket-event:{event.id}:grid{ticket.grid_worker_id}"))
+            user_id=grid_worker_id, kind="ticket_copy", title=title, body=note,
+            data=data, dedupe_key=f"ticket-event:{event_id}:grid{grid_worker_id}"))
     return sent
 
 

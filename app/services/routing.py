@@ -59,10 +59,12 @@ def match_rule(report: Report) -> RoutingRule | None:
 
 
 def _micro_grid_of(report: Report) -> int | None:
+    """The micro-grid of the report's building (the building is read once per job: the rule
+    and every ticket ask)."""
     if report.building_id is None:
         return None
-    return db.session.scalar(select(Building.micro_grid_id).where(
-        Building.id == report.building_id))
+    building = db.session.get(Building, report.building_id)
+    return building.micro_grid_id if building else None
 
 
 def resolve_targets(report: Report, rule: RoutingRule | None) -> list[Org]:
@@ -118,5 +120,5 @@ def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "
 def _grid_worker(micro_grid_id: int | None) -> int | None:
     if micro_grid_id is None:
         return None
-    return db.session.scalar(select(MicroGrid.grid_worker_id).where(
-        MicroGrid.id == micro_grid_id))
+    micro_grid = db.session.get(MicroGrid, micro_grid_id)
+    return micro_grid.grid_worker_id if micro_grid else None
