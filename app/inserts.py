@@ -24,10 +24,10 @@ from functools import cache
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     Insert,
-    Integer,
     Select,
     String,
     bindparam,
@@ -111,6 +111,7 @@ def insert_chain(*objs) -> None:
     and is left holding the id once written. A report, its photos, its timeline row and its
     routing job are one round trip to the database instead of four.
     """
+    _check_new_ids(objs)
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
         for obj in objs:
@@ -134,6 +135,31 @@ def insert_chain(*objs) -> None:
         _resolve(obj)
 
 
+def _check_new_ids(objs) -> None:
+    """Every NewId names an object written earlier in the chain (else: ValueError, before
+    anything is written)."""
+    earlier: set[int] = set()
+    for obj in objs:
+        mapper = inspect(type(obj))
+        refs = [value for value in vars(obj).values() if isinstance(value, NewId)]
+        refs += [v for value in vars(obj).values() if isinstance(value, dict)
+                 for v in value.values() if isinstance(v, NewId)]
+        refs += [NewId(target) for rel in mapper.relationships
+                 if rel.direction is RelationshipDirection.MANYTOONE
+                 for target in [vars(obj).get(rel.key)]
+                 if target is not None and _pending_id(target)]
+        for ref in refs:
+            if id(ref.obj) not in earlier:
+                raise ValueError(f"{type(obj).__name__} refers to the new id of a "
+                                 f"{type(ref.obj).__name__} not written before it in the chain")
+        earlier.add(id(obj))
+
+
+def _pending_id(obj) -> bool:
+    (key,) = inspect(type(obj)).primary_key
+    return getattr(obj, inspect(type(obj)).get_property_by_column(key).key) is None
+
+
 def _kind(value, position: dict[int, int]):
     """How a column's value is written: a parameter, an earlier row's id, or a JSON object
     holding earlier rows' ids (part of the statement's cache key)."""
@@ -154,7 +180,7 @@ def _params(value) -> list[tuple[str, object]]:
     return [("", value)]
 
 
-_JSON_TYPES = {"int": Integer, "str": String, "bool": Boolean, "float": Float}
+_JSON_TYPES = {"int": BigInteger, "str": String, "bool": Boolean, "float": Float}
 
 
 @cache

@@ -72,7 +72,8 @@ def _chain(place, photo_count: int = 2, category_id: int | None = None):
         owner_id=place.resident.id, data=jpeg_bytes())) for i in range(photo_count)]
     event = ReportEvent(report_id=NewId(report), action="submit", to_status="submitted")
     job = outbox.new_job("route_report", queue="high", report_id=NewId(report), n=3,
-                         note="x", gone=None, flags=[1, 2])
+                         note="x", gone=None, flags=[1, 2], ok=True, ratio=0.5,
+                         since_ms=1_700_000_000_000, nested={"a": [1]})
     return report, event, job
 
 
@@ -91,7 +92,8 @@ def test_a_chain_writes_rows_that_hold_each_others_new_ids(place):
     assert photos == [(report.id, 0), (report.id, 1)]
     assert (event_row["id"], event_row["report_id"], event_row["public"]) == (
         event.id, report.id, True)
-    assert args == {"report_id": report.id, "n": 3, "note": "x", "gone": None, "flags": [1, 2]}
+    assert args == {"report_id": report.id, "n": 3, "note": "x", "gone": None, "flags": [1, 2],
+                    "ok": True, "ratio": 0.5, "since_ms": 1_700_000_000_000, "nested": {"a": [1]}}
     # The objects hold what was written: ids in place of every NewId.
     assert [p.report_id for p in report.photos] == [report.id, report.id]
     assert event.report_id == report.id and job.args["report_id"] == report.id
@@ -116,7 +118,8 @@ def test_a_chain_is_one_statement_on_postgresql(place):
 
 
 def test_a_failed_chain_writes_nothing(place):
-    report, event, job = _chain(place, category_id=999_999)  # no such category
+    report, event, job = _chain(place)
+    event.actor_id = 999_999  # no such user: the fourth row of five fails
 
     with pytest.raises(IntegrityError):
         insert_chain(report, *report.photos, event, job)
@@ -126,3 +129,16 @@ def test_a_failed_chain_writes_nothing(place):
     with db.engine.connect() as conn:
         for model in (Report, ReportPhoto, ReportEvent, OutboxMessage):
             assert conn.execute(select(model.id)).first() is None
+
+
+def test_a_new_id_of_a_row_not_written_before_is_refused_before_anything_is(place):
+    report, event, job = _chain(place, photo_count=0)
+
+    with pytest.raises(ValueError, match="ReportEvent refers to the new id of a Report"):
+        insert_chain(event, report, job)  # the event before its report
+    with pytest.raises(ValueError, match="arguments of job"):
+        outbox.new_job("route_report", report_ids=[NewId(report)])  # only a whole argument
+    db.session.commit()
+
+    with db.engine.connect() as conn:
+        assert conn.execute(select(Report.id)).first() is None

@@ -237,7 +237,7 @@ def _create_order(menu: Menu, lines: dict[int, int], order: Order, *, actor_id: 
     event = record_event(order, "place", actor_id=actor_id, to_status=str(OS.PLACED),
                          data={"channel": str(order.channel),
                                "fulfilment": str(order.fulfilment)})
-    outbox.commit(expire=False)
+    outbox.commit(keep=[order, *order.items, event, menu, *([rule] if rule else [])])
     for name, value in (("events", [event]), ("menu", menu), ("subsidy_rule", rule)):
         set_committed_value(order, name, value)
     order.courier_location = None  # nobody is delivering it yet

@@ -177,9 +177,7 @@ DEDUPE_KEY_LENGTH = 120  # Notification.dedupe_key's column
 
 def fitted_key(dedupe_key: str) -> str:
     """The key as stored: itself when it fits the column, else its head and a digest of the
-    whole - two long keys that differ only past the cut stay two keys (cutting alone made the
-    second a "duplicate": never kept, never sent; for an org, one staff member's key equal to
-    another's failed the whole INSERT)."""
+    whole, so that two long keys differing only past the cut stay two keys."""
     if len(dedupe_key) <= DEDUPE_KEY_LENGTH:
         return dedupe_key
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:24]

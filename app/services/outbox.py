@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -108,25 +108,20 @@ def _check_job(job: str, queue: str, args: dict) -> None:
     get_job(job)
     if queue not in QUEUE_NAMES:
         raise ValueError(f"unknown queue {queue!r}; use one of {', '.join(QUEUE_NAMES)}")
-    try:
-        json.dumps(args, allow_nan=False, default=_new_id)
+    try:  # a NewId may stand for a whole argument (insert_chain puts the id there), no deeper
+        json.dumps({k: 0 if isinstance(v, NewId) else v for k, v in args.items()},
+                   allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"arguments of job {job!r} must be plain JSON: {exc}") from exc
 
 
-def _new_id(value) -> int:
-    """A NewId stands for an id (a plain number) in the arguments."""
-    if isinstance(value, NewId):
-        return 0
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def commit(*, expire: bool = True) -> None:
+def commit(*, keep: Iterable[object] = ()) -> None:
     """Commit the session, then enqueue the outbox rows added since the last commit.
 
     Inside `commit_held()` it only flushes: whoever holds the commit commits once, for all.
-    `expire=False` keeps the session's objects as they are instead of expiring them: a service
-    that answers with what it just wrote dumps them without reading them back.
+    `keep`: objects of the session left as they are instead of expired by the commit - a
+    service answering with what it just wrote dumps them without reading them back; every
+    other object expires as usual.
     """
     db.session.flush()
     info = db.session.info
@@ -139,12 +134,16 @@ def commit(*, expire: bool = True) -> None:
                            "was rolled back before the holder committed")
     added = info.pop(SESSION_KEY, [])
     fresh = [(message.id, message.queue, message.job) for message, _ in added]
-    session = db.session()
-    expiring, session.expire_on_commit = session.expire_on_commit, expire
+    session, kept = db.session(), {id(obj) for obj in keep}
+    expiring, session.expire_on_commit = session.expire_on_commit, not kept
     try:
         session.commit()
     finally:
         session.expire_on_commit = expiring
+    if kept and expiring:
+        for obj in list(session.identity_map.values()):
+            if id(obj) not in kept:
+                session.expire(obj)
     if fresh:
         _put_on_queue(*fresh)
 
@@ -181,7 +180,9 @@ def dispatch(message_id: int) -> bool:
 
 def _put_on_queue(*messages: tuple[int, str, str]) -> bool:
     """Put pending rows' RQ jobs on their queues - (id, queue, job) each - in one Redis round
-    trip; False (logged) when Redis is unavailable: then none is queued.
+    trip (MULTI/EXEC); False (logged) when Redis is unavailable: then none is queued and the
+    relay enqueues them later. (A lost EXEC reply that redis-py retries may queue them twice:
+    harmless, a row's job runs once.)
 
     Right after the business commit nothing more is written: the rows stay pending until their
     jobs mark them done, and the relay only looks at rows older than its interval - a row whose
@@ -204,6 +205,7 @@ def _put_on_queue(*messages: tuple[int, str, str]) -> bool:
 
 
 def _enqueue_call(message_id: int, queue: str, job: str, *, pipeline) -> None:
+    """RQ's job of one outbox row, into `pipeline` (None: enqueued - or run, in-process - now)."""
     redis_store.queue(queue).enqueue_call(
         RUNNER, args=(message_id,), job_id=job_id(message_id), retry=retry_policy(),
         description=f"outbox {message_id}: {job}", pipeline=pipeline,

@@ -265,7 +265,7 @@ def file_report_as_written(report: Report, *, actor_id: int | None) -> Report:
     load_report would find is what was just written - no tickets, one timeline entry, and the
     category and uploads the caller set on it."""
     event = add_new_report(report, actor_id=actor_id)
-    outbox.commit(expire=False)  # the uploads the photos show stay as loaded
+    outbox.commit(keep=[report.category, *(photo.upload for photo in report.photos)])
     set_committed_value(report, "tickets", [])
     set_committed_value(report, "events", [event])
     set_committed_value(event, "org", None)

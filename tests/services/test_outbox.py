@@ -17,7 +17,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.timeouts import TimerDeathPenalty
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import InvalidTransition, NotFound
@@ -225,6 +225,44 @@ def test_the_jobs_of_a_commit_are_queued_in_one_redis_round_trip(app, session, a
     assert sorted(kwargs["n"] for kwargs, _statuses in CALLS) == [1, 2, 3]
     session.expire_all()
     assert {session.get(OutboxMessage, m.id).status for m in messages} == {OutboxStatus.DONE}
+
+
+def test_redis_failing_at_the_pipeline_leaves_every_job_of_the_commit_to_the_relay(
+        app, session, async_queues, monkeypatch, caplog):
+    monkeypatch.setattr(logging.getLogger("app"), "propagate", True)
+    client, pipeline = redis_store.client, redis_store.client.pipeline
+
+    def failing_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        monkeypatch.setattr(pipe, "execute", lambda *a, **k: (_ for _ in ()).throw(
+            redis.ConnectionError("connection lost")))
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", failing_pipeline)
+    messages = [outbox.add_job("tests.record", n=1), outbox.add_job("tests.record", n=2),
+                outbox.add_job("tests.record", queue="high", n=3)]
+
+    outbox.commit()  # the caller gets no error
+
+    assert async_queues["default"].job_ids == [] and async_queues["high"].job_ids == []
+    session.expire_all()
+    assert {session.get(OutboxMessage, m.id).status for m in messages} == {OutboxStatus.PENDING}
+    assert all(f"{m.id}" in caplog.text for m in messages) and "left pending" in caplog.text
+    monkeypatch.setattr(client, "pipeline", pipeline)  # Redis is back: the relay queues them
+    assert outbox.relay_pending(older_than_seconds=0) == 3
+
+
+def test_commit_keeps_the_objects_asked_for_and_expires_the_rest(app, session):
+    kept, other = add_community("c1"), add_community("c2")
+    session.commit()
+    kept.name, other.name = "留下", "过期"
+
+    outbox.commit(keep=[kept])
+
+    assert "name" not in inspect(kept).expired_attributes and kept.name == "留下"
+    assert "name" in inspect(other).expired_attributes  # read again when next used
+    outbox.commit()
+    assert "name" in inspect(kept).expired_attributes  # a plain commit expires everything
 
 
 def test_a_held_commit_writes_and_runs_nothing_until_the_holder_commits(app, session):
