@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -13,6 +12,7 @@ from app.models import OutboxMessage
 from app.models.reports import Report, ReportCategory, ReportEvent, ReportPhoto, ReportStatus
 from app.services import outbox, uploads
 from tests.reports_fixtures import build_place, jpeg_bytes
+from tests.sql_fixtures import statements
 
 
 @pytest.fixture
@@ -104,16 +104,8 @@ def test_a_chain_writes_rows_that_hold_each_others_new_ids(place):
 def test_a_chain_is_one_statement_on_postgresql(place):
     report, event, job = _chain(place, photo_count=3)
     assert all(photo.upload.id for photo in report.photos)  # loaded, as a submission has them
-    seen = []
-
-    def note(*args):
-        seen.append(args[2])
-
-    sqlalchemy_event.listen(db.engine, "before_cursor_execute", note)
-    try:
+    with statements() as seen:
         insert_chain(report, *report.photos, event, job)
-    finally:
-        sqlalchemy_event.remove(db.engine, "before_cursor_execute", note)
     assert len(seen) == 1 and seen[0].lstrip().startswith("WITH")
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import threading
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import IdempotencyRecord
@@ -24,6 +23,7 @@ from tests.activities_fixtures import (
     residents,
     seated,
 )
+from tests.sql_fixtures import statements
 
 STAFF = "/api/v1/staff/activities"
 ACTIVITIES = "/api/v1/activities"
@@ -75,19 +75,6 @@ def checkin(client, staff, activity_id: int, token: str, nonce: str = "scan-0001
                 {"token": token, "nonce": nonce} | body)
 
 
-@contextmanager
-def counting_statements():
-    """Count the SQL statements run inside the block."""
-    seen: list[str] = []
-
-    def before_cursor_execute(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", before_cursor_execute)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", before_cursor_execute)
 
 
 # ---- staff publish, edit, cancel -----------------------------------------------------------
@@ -222,9 +209,9 @@ def test_the_list_pages_by_cursor_with_constant_sql(client, place):
     second = get(client, place.li, ACTIVITIES, limit=2, cursor=first["next_cursor"]).get_json()
     assert [a["title"] for a in first["items"] + second["items"]] == ["活动1", "活动2", "活动3",
                                                                      "活动4"]
-    with counting_statements() as small:
+    with statements() as small:
         get(client, place.li, ACTIVITIES, limit=1)
-    with counting_statements() as large:
+    with statements() as large:
         get(client, place.li, ACTIVITIES, limit=5)
     assert len(small) == len(large)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.blueprints.bff.schemas import HomeSchema
 from app.extensions import db
@@ -15,23 +14,11 @@ from app.models.canteen import Order
 from app.services import notifications
 from app.services.demo import seed_demo
 from tests import factories as f
+from tests.sql_fixtures import statements
 
 HOME = "/api/v1/bff/home"
 
 
-@contextmanager
-def counted_statements():
-    """Count the SQL statements the app runs inside the block."""
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
 
 
 
@@ -130,16 +117,16 @@ def test_home_runs_a_fixed_small_number_of_statements(client, demo):
     headers = demo["headers"]
     for _ in range(3):
         report_garbage(client, headers)
-    with counted_statements() as cold:
+    with statements() as cold:
         assert client.get(HOME, headers=headers).status_code == 200
-    with counted_statements() as warm:
+    with statements() as warm:
         assert client.get(HOME, headers=headers).status_code == 200
     assert len(cold) <= 4, cold
     assert len(warm) == 1, warm  # the resident's own rows of every kind in one statement
     for _ in range(5):
         report_garbage(client, headers)
     book_something(client, headers)
-    with counted_statements() as more:
+    with statements() as more:
         assert client.get(HOME, headers=headers).status_code == 200
     assert len(more) == len(warm)
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from rq.job import Job
-from sqlalchemy import event
 
-from app.extensions import db, redis_store
+from app.extensions import redis_store
 from app.models import Booking, BookingEvent, IdempotencyRecord, OutboxMessage, Slot
 from tests import factories as f
 from tests.booking_fixtures import (
@@ -27,6 +25,7 @@ from tests.booking_fixtures import (
     scheduled_reminders,
     slot_row,
 )
+from tests.sql_fixtures import statements
 from workers.booking import reminder_job_id
 
 API = "/api/v1"
@@ -75,18 +74,6 @@ def one_day(day_offset: int = 1) -> dict:
     return {"from": day, "to": day}
 
 
-@contextmanager
-def counting_statements():
-    seen: list[str] = []
-
-    def before_cursor_execute(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", before_cursor_execute)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", before_cursor_execute)
 
 
 # ---- catalogue -------------------------------------------------------------------------------
@@ -349,9 +336,9 @@ def test_mine_includes_bookings_made_for_me_and_runs_constant_sql(client, place)
     r = get(client, place.elder, f"{API}/bookings/mine")
     assert len(r.get_json()["items"]) == 3
     url, headers = f"{API}/bookings/mine", f.headers(place.elder)
-    with counting_statements() as few:  # a page of 3: upcoming query, then the past one
+    with statements() as few:  # a page of 3: upcoming query, then the past one
         client.get(url, query_string={"limit": 3}, headers=headers)
-    with counting_statements() as many:
+    with statements() as many:
         client.get(url, query_string={"limit": 50}, headers=headers)
     assert len(many) == len(few)
 
@@ -522,9 +509,9 @@ def test_the_staff_list_runs_constant_sql(client, place):
         create(client, user, place.study, local(2, 10))
     url, headers = f"{API}/staff/bookings", f.headers(place.office_clerk)
     day = local(2).date().isoformat()
-    with counting_statements() as few:
+    with statements() as few:
         client.get(url, query_string={"date": day, "limit": 1}, headers=headers)
-    with counting_statements() as many:
+    with statements() as many:
         r = client.get(url, query_string={"date": day, "limit": 100}, headers=headers)
     assert len(r.get_json()["items"]) == 3 and len(many) == len(few)
 

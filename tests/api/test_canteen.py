@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import IdempotencyRecord
@@ -23,6 +22,7 @@ from tests.canteen_fixtures import (
     order,
     walk,
 )
+from tests.sql_fixtures import statements
 
 API = "/api/v1/canteen"
 
@@ -49,23 +49,6 @@ def body_for(place, **overrides) -> dict:
 def move(client, user, order_id: int, action: str, **body):
     return client.post(f"{API}/orders/{order_id}/transitions", json={"action": action, **body},
                        headers=f.headers(user))
-
-
-@contextmanager
-def statements():
-    """Count the SQL statements run inside the block (from an expired session, as each
-    request would start in production)."""
-    seen: list[str] = []
-    db.session.expire_all()
-
-    def count_it(*args):
-        seen.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", count_it)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count_it)
 
 
 # ---- menus ---------------------------------------------------------------------------------
@@ -101,10 +84,10 @@ def test_the_menu_list_runs_the_same_sql_whatever_its_size(client, place):
     from tests.canteen_fixtures import make_menu
 
     headers = f.headers(place.elder)
-    with statements() as one:
+    with statements(expired=True) as one:
         client.get(f"{API}/menus", headers=headers)
     make_menu(place, TODAY, "dinner")
-    with statements() as two:
+    with statements(expired=True) as two:
         client.get(f"{API}/menus", headers=headers)
     assert len(one) == len(two)
 
@@ -190,7 +173,7 @@ def test_a_new_order_is_answered_as_written_and_reads_back_the_same(client, plac
         headers = f.headers(user) | ({"Idempotency-Key": f"{key}-{n}"} if key else {})
         if key is None and url.endswith("/orders"):
             continue  # a resident's order needs a key (tested above)
-        with statements() as seen:
+        with statements(expired=True) as seen:
             r = client.post(url, json=body, headers=headers)
         assert r.status_code == 201, r.get_json()
         placed = r.get_json()
@@ -314,12 +297,12 @@ def test_my_orders_run_the_same_sql_for_two_orders_or_ten(client, place):
     headers = f.headers(place.elder)
     for _ in range(2):
         order(place)
-    with statements() as few:
+    with statements(expired=True) as few:
         r = client.get(f"{API}/orders/mine", headers=headers)
     assert len(r.get_json()["items"]) == 2
     for _ in range(8):
         order(place)
-    with statements() as many:
+    with statements(expired=True) as many:
         r = client.get(f"{API}/orders/mine", query_string={"limit": 20}, headers=headers)
     assert len(r.get_json()["items"]) == 10 and len(few) == len(many)
 
@@ -469,11 +452,11 @@ def test_the_feed_pages_by_cursor_and_refuses_bad_cursors(client, place):
 def test_the_feed_runs_the_same_sql_for_one_event_or_many(client, place):
     headers = f.headers(place.cook)
     order(place)
-    with statements() as few:
+    with statements(expired=True) as few:
         client.get(f"{API}/feed", headers=headers)
     for person in (place.son, place.elder90, place.neighbour):
         walk(place, order(place, person).id, "accept", "start")
-    with statements() as many:
+    with statements(expired=True) as many:
         r = client.get(f"{API}/feed", headers=headers)
     assert len(r.get_json()["items"]) == 10 and len(few) == len(many)
 

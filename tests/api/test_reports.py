@@ -5,11 +5,10 @@ Jobs run in-process here: after POST /api/v1/reports has answered, routing has a
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus
@@ -31,6 +30,7 @@ from tests.reports_fixtures import (
     upload_photo,
     written,
 )
+from tests.sql_fixtures import statements
 
 
 @pytest.fixture
@@ -143,19 +143,6 @@ def test_report_by_location_only_is_routed(client, place):
 
 # ---- the answer to a submission is the report as GET shows it --------------------------------
 
-@contextmanager
-def statements():
-    """The SQL statements run inside the block."""
-    seen: list[str] = []
-
-    def note(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import current_app
-from sqlalchemy import event
 
 from app.extensions import db
 from app.models import Notification
@@ -15,6 +13,7 @@ from app.models.reports import Report, ReportFollower, ReportPhoto, Ticket
 from app.services.tickets import escalate_overdue
 from miniprogram_mock.wechat_server import shared_mock_app
 from tests import factories as f
+from tests.sql_fixtures import statements
 from tests.tickets_fixtures import (
     MASKED_PHONE,
     RESIDENT_PHONE,
@@ -107,19 +106,6 @@ def parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
-@contextmanager
-def counting_statements():
-    """Count the SQL statements run inside the block."""
-    seen: list[str] = []
-
-    def before_cursor_execute(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", before_cursor_execute)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", before_cursor_execute)
 
 
 # ---- GET /api/v1/tickets: who sees what ----------------------------------------------------
@@ -232,11 +218,11 @@ def test_sixty_tickets_page_by_keyset_in_a_constant_number_of_statements(client,
     counts = {}
     for limit in (5, 50):
         db.session.expire_all()
-        with counting_statements() as statements:
+        with statements() as run:
             r = client.get(TICKETS, query_string={"limit": limit},
                            headers=f.headers(place.clerk))
         assert r.status_code == 200 and len(r.get_json()["items"]) == limit
-        counts[limit] = len(statements)
+        counts[limit] = len(run)
     assert counts[5] == counts[50], counts
 
     r = get(client, place.clerk, TICKETS, cursor="not-a-cursor")
@@ -267,7 +253,7 @@ def test_grid_worker_list_is_also_a_constant_number_of_statements(client, place,
     counts = {}
     for limit in (2, 10):
         db.session.expire_all()
-        with counting_statements() as seen:
+        with statements() as seen:
             r = client.get(TICKETS, query_string={"limit": limit},
                            headers=f.headers(place.grid_worker))
         assert len(r.get_json()["items"]) == limit

@@ -15,6 +15,7 @@ from app.models import Notification, OutboxStatus
 from app.models.reports import ReportEvent, ReportStatus, RoutingRule, RoutingTarget, Ticket
 from app.services.routing import route_report
 from miniprogram_mock.wechat_server import shared_mock_app
+from tests.sql_fixtures import statements
 from tests.tickets_fixtures import (
     build_place,
     category,
@@ -141,46 +142,24 @@ def test_copy_grid_worker_sets_and_notifies_the_micro_grids_grid_worker(place):
 
 
 def test_notifying_the_org_and_the_grid_worker_reads_the_ticket_and_its_step_once(place):
-    from sqlalchemy import event
-
     from workers.notify import notify_ticket_org
 
     submit(place, "lighting", building=place.bld1)  # its jobs ran: notifications kept
     [row] = outbox_rows("notify_ticket_org")
-    db.session.expire_all()
-    seen: list[str] = []
-
-    def note(*args):
-        seen.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
+    with statements(expired=True) as seen:
         notify_ticket_org(**row.args)  # a retry: nothing new, but the same reads
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
     reads = [s.split(",")[0].split()[1] for s in seen if s.lstrip().startswith("SELECT")]
     assert reads.count("tickets.id") == 1 and reads.count("report_events.id") == 1
     assert len(notifications_for(place.grid_worker, "ticket_copy")) == 1
 
 
 def test_routing_reads_the_building_once_however_many_ask(place, monkeypatch):
-    from sqlalchemy import event
-
     from app.services import outbox
 
     monkeypatch.setattr(outbox, "_put_on_queue", lambda *messages: False)  # no worker yet
     report_id = submit(place, "lighting", building=place.bld1)
-    db.session.expire_all()
-    seen: list[str] = []
-
-    def note(*args):
-        seen.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
+    with statements(expired=True) as seen:
         [ticket] = route_report(report_id)  # the rule and the ticket both need the micro-grid
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
     assert ticket.grid_worker_id == place.grid_worker.id
     assert len([s for s in seen if "FROM buildings" in s]) == 1
 
