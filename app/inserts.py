@@ -14,8 +14,9 @@ without reading it back. It never joins the session: nothing is flushed again, n
 at the commit.
 
 Limits: the session is not flushed first, so a foreign key to a pending ORM object needs that
-object flushed (or inserted) before; related objects must already have their ids; attributes
-are named as their columns; defaults are plain values or functions of no arguments.
+object flushed (or inserted) before; related objects must already have their ids (or, in an
+insert_chain, be written earlier in it); attributes are named as their columns; defaults are
+plain values or functions of no arguments.
 """
 
 from __future__ import annotations
@@ -47,21 +48,31 @@ def insert_new(*objs) -> None:
     """INSERT the rows of new objects of one model in the session's transaction, by one
     statement however many there are, and set their primary keys."""
     mapper: Mapper = inspect(type(objs[0]))
-    statement, id_key = _statement(mapper)
     rows = [_values(obj, mapper) for obj in objs]
     new_ids = db.session.connection().execute(
-        statement, rows if len(rows) > 1 else rows[0]).scalars()
+        _statement(mapper), rows if len(rows) > 1 else rows[0]).scalars()
     for obj, new_id in zip(objs, new_ids, strict=True):
-        setattr(obj, id_key, new_id)
+        setattr(obj, _id_key(mapper), new_id)
 
 
 @cache
-def _statement(mapper: Mapper) -> tuple[Insert, str]:
+def _statement(mapper: Mapper) -> Insert:
     """The table's INSERT ... RETURNING its key, in the order of the rows given (built once;
     the values come as parameters)."""
     (key,) = mapper.primary_key
-    return (insert(mapper.local_table).returning(key, sort_by_parameter_order=True),
-            mapper.get_property_by_column(key).key)
+    return insert(mapper.local_table).returning(key, sort_by_parameter_order=True)
+
+
+@cache
+def _id_key(mapper: Mapper) -> str:
+    """The attribute holding the model's primary key."""
+    (key,) = mapper.primary_key
+    return mapper.get_property_by_column(key).key
+
+
+def _id_of(obj) -> int | None:
+    """The object's primary key (None until written)."""
+    return getattr(obj, _id_key(inspect(type(obj))))
 
 
 def _values(obj, mapper: Mapper) -> dict:
@@ -114,8 +125,7 @@ def insert_chain(*objs) -> None:
     _check_new_ids(objs)
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
-        for obj in objs:
-            _values(obj, inspect(type(obj)))  # relationships' keys, NewId for unwritten ones
+        for obj in objs:  # in order: every row referred to is written before
             _resolve(obj)
             insert_new(obj)
         return
@@ -129,8 +139,7 @@ def insert_chain(*objs) -> None:
               for suffix, value in _params(column_value)}
     new_ids = connection.execute(_chain_statement(shape), params).one()
     for (obj, mapper), new_id in zip(rows, new_ids, strict=True):
-        (key,) = mapper.primary_key
-        setattr(obj, mapper.get_property_by_column(key).key, new_id)
+        setattr(obj, _id_key(mapper), new_id)
     for obj in objs:
         _resolve(obj)
 
@@ -147,17 +156,12 @@ def _check_new_ids(objs) -> None:
         refs += [NewId(target) for rel in mapper.relationships
                  if rel.direction is RelationshipDirection.MANYTOONE
                  for target in [vars(obj).get(rel.key)]
-                 if target is not None and _pending_id(target)]
+                 if target is not None and _id_of(target) is None]
         for ref in refs:
             if id(ref.obj) not in earlier:
                 raise ValueError(f"{type(obj).__name__} refers to the new id of a "
                                  f"{type(ref.obj).__name__} not written before it in the chain")
         earlier.add(id(obj))
-
-
-def _pending_id(obj) -> bool:
-    (key,) = inspect(type(obj)).primary_key
-    return getattr(obj, inspect(type(obj)).get_property_by_column(key).key) is None
 
 
 def _kind(value, position: dict[int, int]):
@@ -224,8 +228,3 @@ def _resolve(obj) -> None:
         elif isinstance(value, dict) and any(isinstance(v, NewId) for v in value.values()):
             setattr(obj, name, {k: _id_of(v.obj) if isinstance(v, NewId) else v
                                 for k, v in value.items()})
-
-
-def _id_of(obj) -> int:
-    (key,) = inspect(type(obj)).primary_key
-    return getattr(obj, inspect(type(obj)).get_property_by_column(key).key)
