@@ -134,3 +134,24 @@ def test_the_failed_jobs_operations_document_the_platform_role(client):
     spec = client.get("/openapi.json").get_json()["paths"]
     for path, method in ((FAILED, "get"), (FAILED + "/{message_id}/requeue", "post")):
         assert spec[path][method]["description"].endswith("Roles: platform_operator.")
+
+
+def test_an_operator_sees_and_edits_their_own_profile(client, operator):
+    # /me is every login's own page; the operator's has no org and no community (it was 403).
+    headers = f.headers(operator)
+    r = client.get("/api/v1/me", headers=headers)
+    assert r.status_code == 200
+    me = r.get_json()
+    assert (me["id"], me["is_platform_operator"], me["memberships"], me["community_id"]) == (
+        operator.id, True, [], None)
+    r = client.patch("/api/v1/me", json={"display_name": "值班运维"}, headers=headers)
+    assert (r.status_code, r.get_json()["display_name"]) == (200, "值班运维")
+    db.session.expire_all()
+    assert db.session.get(type(operator), operator.id).display_name == "值班运维"
+
+
+def test_other_logins_are_not_flagged_as_operators(client):
+    admin = f.staff(f.org(f.community(), "community_office"), "admin")
+    for user in (admin, f.resident()):
+        r = client.get("/api/v1/me", headers=f.headers(user))
+        assert (r.status_code, r.get_json()["is_platform_operator"]) == (200, False)

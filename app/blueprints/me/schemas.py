@@ -67,6 +67,8 @@ class MeSchema(UserSchema):
     phone = fields.String(allow_none=True)
     households = fields.List(fields.Nested(HouseholdClaimSchema), attribute="household_links")
     memberships = fields.List(fields.Nested(OrgMembershipSchema))
+    is_platform_operator = fields.Boolean(
+        metadata={"description": "runs the deployment (failed jobs); no org, no community"})
 
 
 class HouseholdClaimCreateSchema(Schema):
