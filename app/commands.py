@@ -24,6 +24,10 @@ def register_account_commands(app: Flask) -> None:
     from app.models import Role
     from app.services import accounts, demo
 
+    reset_password_option = click.option(
+        "--reset-password", is_flag=True,
+        help="For an existing login: replace its password (otherwise give its current one).")
+
     def echo_summary(summary: dict) -> None:
         """Print the row counts (with what this run created) and the demo logins."""
         community = summary["community"]
@@ -63,12 +67,15 @@ def register_account_commands(app: Flask) -> None:
     @click.option("--org", "org_code", required=True, help="The org's code, e.g. zpq-property.")
     @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
     @click.option("--name", "display_name", default=None, help="Display name (default: username).")
+    @reset_password_option
     def create_staff_command(username: str, password: str, org_code: str, role: str,
-                             display_name: str | None) -> None:
-        """Create a staff login with a role in an org (or add the role to an existing login)."""
+                             display_name: str | None, reset_password: bool) -> None:
+        """Create a staff login with a role in an org (or add the role to an existing login,
+        whose password stays: give its current one, or --reset-password)."""
         try:
             user = accounts.create_staff(username=username, password=password,
-                                         org_code=org_code, role=role, display_name=display_name)
+                                         org_code=org_code, role=role, display_name=display_name,
+                                         reset_password=reset_password)
         except APIError as exc:
             db.session.rollback()
             raise click.ClickException(f"{exc.message} ({exc.code})") from exc
@@ -79,12 +86,15 @@ def register_account_commands(app: Flask) -> None:
     @click.option("--password", required=True, prompt=True, hide_input=True,
                   confirmation_prompt=True, help="At least 8 characters.")
     @click.option("--name", "display_name", default=None, help="Display name (default: username).")
+    @reset_password_option
     def create_platform_operator_command(username: str, password: str,
-                                         display_name: str | None) -> None:
-        """Create a platform operator: failed jobs of every community, no org of its own."""
+                                         display_name: str | None, reset_password: bool) -> None:
+        """Create a platform operator: failed jobs of every community, no org of its own (an
+        existing login is flagged and keeps its password unless --reset-password)."""
         try:
             user = accounts.make_platform_operator(username=username, password=password,
-                                                   display_name=display_name)
+                                                   display_name=display_name,
+                                                   reset_password=reset_password)
         except APIError as exc:
             db.session.rollback()
             raise click.ClickException(f"{exc.message} ({exc.code})") from exc

@@ -125,11 +125,58 @@ def test_create_platform_operator_flags_an_existing_login_and_keeps_its_roles(ru
                                                                              property_org):
     assert create_staff(runner).exit_code == 0
     result = runner.invoke(args=["create-platform-operator", "--username", "li",
-                                 "--password", "long-enough-2"])
+                                 "--password", "long-enough-1"])
     assert result.exit_code == 0, result.output
     user = db.session.scalar(select(User).where(User.username == "li"))
     assert user.is_platform_operator and count(User) == 1 and count(Membership) == 1
-    assert check_password_hash(user.password_hash, "long-enough-2")
+    assert check_password_hash(user.password_hash, "long-enough-1")
+
+
+def password_of(username: str) -> str:
+    db.session.expire_all()
+    return db.session.scalar(select(User.password_hash).where(User.username == username))
+
+
+def test_a_role_for_an_existing_login_keeps_its_password(runner, client, property_org):
+    # Adding a role to 李经理's login must not sign her out of it with whatever was typed: the
+    # command wants her current password, or --reset-password to replace it on purpose.
+    f.org(db.session.get(Community, property_org.community_id), "owners_committee",
+          code="zpq-committee")
+    assert create_staff(runner).exit_code == 0
+    before = password_of("li")
+
+    result = create_staff(runner, org="zpq-committee", role="staff", password="other-pass-2")
+    assert result.exit_code != 0 and "password_mismatch" in result.output
+    assert "Traceback" not in result.output
+    assert password_of("li") == before and count(Membership) == 1
+
+    result = create_staff(runner, org="zpq-committee", role="staff")  # her current password
+    assert result.exit_code == 0, result.output
+    assert password_of("li") == before and count(Membership) == 2
+    r = client.post("/api/v1/auth/staff-login",
+                    json={"username": "li", "password": "long-enough-1"})
+    assert r.status_code == 200
+
+    result = runner.invoke(args=["create-staff", *[x for kv in (GOOD | {
+        "--password": "other-pass-2"}).items() for x in kv], "--reset-password"])
+    assert result.exit_code == 0, result.output
+    assert check_password_hash(password_of("li"), "other-pass-2")
+    assert count(User) == 1 and count(Membership) == 2
+
+
+def test_flagging_an_existing_login_as_operator_wants_its_password(runner, property_org):
+    assert create_staff(runner).exit_code == 0
+    before = password_of("li")
+    operator = ["create-platform-operator", "--username", "li", "--password", "long-enough-2"]
+    result = runner.invoke(args=operator)
+    assert result.exit_code != 0 and "password_mismatch" in result.output
+    user = db.session.scalar(select(User).where(User.username == "li"))
+    assert not user.is_platform_operator and password_of("li") == before
+
+    result = runner.invoke(args=[*operator, "--reset-password"])
+    assert result.exit_code == 0, result.output
+    assert check_password_hash(password_of("li"), "long-enough-2")
+    assert db.session.scalar(select(User.is_platform_operator).where(User.username == "li"))
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -233,20 +233,42 @@ def decide_claim(*, claim_id: int, approve: bool, staff_id: int, community_ids: 
     return load_claim(claim.id)
 
 
+def _login_for(username: str, password: str, *, reset_password: bool,
+               display_name: str | None, community_id: int | None) -> User:
+    """The login `username`, added to the session when new (with `password`).
+
+    Adding a role to someone's existing login must not silently replace the password they sign
+    in with: the operator gives the current one (422 `password_mismatch` otherwise), or asks
+    for `reset_password`. A password that is set is at least 8 characters (`weak_password`).
+    """
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is not None and not reset_password:
+        if not (user.password_hash and check_password_hash(user.password_hash, password)):
+            raise ValidationFailed("该账号已存在，密码与现有密码不符（如需重设密码请加 "
+                                   "--reset-password）", code="password_mismatch")
+        return user
+    if len(password) < 8:
+        raise ValidationFailed("密码至少 8 位", code="weak_password")
+    if user is None:
+        user = User(username=username, display_name=display_name or username,
+                    community_id=community_id)
+        db.session.add(user)
+    user.password_hash = generate_password_hash(password)
+    return user
+
+
 def create_staff(*, username: str, password: str, org_code: str, role: str,
-                 display_name: str | None = None) -> User:
-    """Create a staff login (or add a role to an existing one) in the org `org_code`."""
+                 display_name: str | None = None, reset_password: bool = False) -> User:
+    """Create a staff login (or add a role to an existing one) in the org `org_code`.
+
+    An existing login keeps its password: `password` must be its current one, unless
+    `reset_password` replaces it (see _login_for).
+    """
     org = db.session.scalar(select(Org).where(Org.code == org_code))
     if org is None:
         raise NotFound(f"没有编码为 {org_code} 的组织", code="org_not_found")
-    if len(password) < 8:
-        raise ValidationFailed("密码至少 8 位", code="weak_password")
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None:
-        user = User(username=username, display_name=display_name or username,
-                    community_id=org.community_id)
-        db.session.add(user)
-    user.password_hash = generate_password_hash(password)
+    user = _login_for(username, password, reset_password=reset_password,
+                      display_name=display_name, community_id=org.community_id)
     db.session.flush()
     role = Role(role)
     exists = db.session.scalar(select(Membership).where(
@@ -257,16 +279,12 @@ def create_staff(*, username: str, password: str, org_code: str, role: str,
     return user
 
 
-def make_platform_operator(*, username: str, password: str,
-                           display_name: str | None = None) -> User:
-    """Create a platform operator's login (no org, no community), or flag an existing login."""
-    if len(password) < 8:
-        raise ValidationFailed("密码至少 8 位", code="weak_password")
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None:
-        user = User(username=username, display_name=display_name or username)
-        db.session.add(user)
-    user.password_hash = generate_password_hash(password)
+def make_platform_operator(*, username: str, password: str, display_name: str | None = None,
+                           reset_password: bool = False) -> User:
+    """Create a platform operator's login (no org, no community), or flag an existing login
+    (whose password stays, as for create_staff)."""
+    user = _login_for(username, password, reset_password=reset_password,
+                      display_name=display_name, community_id=None)
     user.is_platform_operator = True
     db.session.commit()
     return user
