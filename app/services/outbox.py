@@ -181,27 +181,41 @@ def dispatch(message_id: int) -> bool:
 def _put_on_queue(*messages: tuple[int, str, str]) -> bool:
     """Put pending rows' RQ jobs on their queues - (id, queue, job) each - in one Redis round
     trip (MULTI/EXEC); False (logged) when Redis is unavailable: then none is queued and the
-    relay enqueues them later. (A lost EXEC reply that redis-py retries may queue them twice:
+    relay enqueues them later (in-process, each job runs in turn and only the ones Redis failed
+    for are left). (A lost EXEC reply that redis-py retries may queue them twice:
     harmless, a row's job runs once.)
 
     Right after the business commit nothing more is written: the rows stay pending until their
     jobs mark them done, and the relay only looks at rows older than its interval - a row whose
     job is still queued or running is left alone (a transaction less per request).
     """
+    if not redis_store.jobs_async:  # in-process: each job runs right here, on this session
+        return all([_put_on_queue_now(message) for message in messages])
     try:
-        if not redis_store.jobs_async:  # in-process: each job runs right here, on this session
-            for message in messages:
-                _enqueue_call(*message, pipeline=None)
-            return True
         with redis_store.client.pipeline() as pipe:  # RQ writes each job into it (MULTI/EXEC)
             for message in messages:
                 _enqueue_call(*message, pipeline=pipe)
             pipe.execute()
     except RedisError as exc:
-        log.warning("outbox messages %s: enqueue failed (%s); left pending for the relay",
-                    ", ".join(str(message[0]) for message in messages), exc)
+        _left_pending(messages, exc)
         return False
     return True
+
+
+def _put_on_queue_now(message: tuple[int, str, str]) -> bool:
+    """In-process: run one row's job now; False (logged) when RQ's bookkeeping in Redis fails,
+    then that row - and only it - stays pending for the relay."""
+    try:
+        _enqueue_call(*message, pipeline=None)
+    except RedisError as exc:
+        _left_pending((message,), exc)
+        return False
+    return True
+
+
+def _left_pending(messages, exc: RedisError) -> None:
+    log.warning("outbox messages %s: enqueue failed (%s); left pending for the relay",
+                ", ".join(str(message[0]) for message in messages), exc)
 
 
 def _enqueue_call(message_id: int, queue: str, job: str, *, pipeline) -> None:

@@ -252,6 +252,36 @@ def test_redis_failing_at_the_pipeline_leaves_every_job_of_the_commit_to_the_rel
     assert outbox.relay_pending(older_than_seconds=0) == 3
 
 
+def test_in_process_a_redis_failure_leaves_only_its_own_job_to_the_relay(app, session,
+                                                                          monkeypatch, caplog):
+    # In-process each job runs as it is enqueued: when RQ's bookkeeping fails for the second
+    # of three, the first has run, the third still runs, and the log names only the second.
+    monkeypatch.setattr(logging.getLogger("app"), "propagate", True)
+    enqueue_call = outbox._enqueue_call
+
+    def failing_for_n2(message_id, queue, job, *, pipeline):
+        if message_id == ids[1]:
+            raise redis.ConnectionError("connection lost")
+        return enqueue_call(message_id, queue, job, pipeline=pipeline)
+
+    monkeypatch.setattr(outbox, "_enqueue_call", failing_for_n2)
+    CALLS.clear()
+    messages = [outbox.add_job("tests.record", n=n) for n in (1, 2, 3)]
+    ids = [m.id for m in messages]
+
+    outbox.commit()  # the caller gets no error
+
+    assert sorted(kwargs["n"] for kwargs, _statuses in CALLS) == [1, 3]
+    session.expire_all()
+    assert [session.get(OutboxMessage, i).status for i in ids] == [
+        OutboxStatus.DONE, OutboxStatus.PENDING, OutboxStatus.DONE]
+    [warning] = {r.getMessage() for r in caplog.records if "left pending" in r.getMessage()}
+    assert f"outbox messages {ids[1]}:" in warning
+    monkeypatch.setattr(outbox, "_enqueue_call", enqueue_call)  # Redis is back
+    assert outbox.relay_pending(older_than_seconds=0) == 1
+    assert sorted(kwargs["n"] for kwargs, _statuses in CALLS) == [1, 2, 3]
+
+
 def test_commit_keeps_the_objects_asked_for_and_expires_the_rest(app, session):
     kept, other = add_community("c1"), add_community("c2")
     session.commit()
