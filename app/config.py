@@ -72,6 +72,9 @@ def load_config(overrides: dict | None = None) -> dict:
         "UPLOAD_RATE_LIMIT": _int("UPLOAD_RATE_LIMIT", 60),
         "UPLOAD_RATE_WINDOW_SECONDS": _int("UPLOAD_RATE_WINDOW_SECONDS", 3600),
         "MEDIA_BASE_URL": _env("MEDIA_BASE_URL", ""),
+        # how long a process serves shared screen data (categories, home's activities, menus,
+        # notices) from its own copy before asking Redis again; 0: ask every time
+        "CACHE_LOCAL_SECONDS": float(_env("CACHE_LOCAL_SECONDS", "1")),
         "OUTBOX_RETRY_INTERVALS": [
             int(v) for v in _env("OUTBOX_RETRY_INTERVALS", "5,30,120,600,1800").split(",")],
         "RQ_ASYNC": _env("RQ_ASYNC", "true").lower() not in ("0", "false", "no"),

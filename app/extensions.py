@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import fakeredis
 import redis
 from flask import Flask, current_app
@@ -66,6 +68,10 @@ class RedisState:
             name: Queue(name, connection=self.client, is_async=self.jobs_async)
             for name in QUEUE_NAMES
         }
+        # app.services.cache: what this process last read of the shared cache, key ->
+        # (monotonic time it is trusted until, JSON)
+        self.local_cache: dict[str, tuple[float, bytes]] = {}
+        self.local_cache_lock = threading.Lock()
 
 
 class RedisHolder:

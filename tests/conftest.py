@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db, redis_store
+from app.services import cache
 from miniprogram_mock.wechat_server import shared_mock_app
 
 REQUIRE_SERVICES = os.environ.get("LINLI_REQUIRE_SERVICES") == "1"
@@ -90,6 +91,7 @@ def _clean(app):
         db.session.remove()
         wipe_database()
         redis_store.client.flushdb()
+        cache.forget_local()  # the process's copies of what Redis held
         shared_mock_app().extensions["mock_wechat"].reset()
 
 

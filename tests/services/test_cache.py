@@ -28,13 +28,56 @@ def entries(built: list):
             ("c", 60, produce("c"), ())]
 
 
-def test_several_values_in_one_round_trip_and_built_once(app, mgets):
+@pytest.fixture
+def clock(monkeypatch):
+    """The cache's monotonic clock, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_several_values_in_one_round_trip_and_built_once(app, mgets, clock):
     built = []
     first = cache.cached_many(entries(built))
+    clock[0] += app.config["CACHE_LOCAL_SECONDS"] + 0.1  # past the local copies: Redis again
     again = cache.cached_many(entries(built))
     assert again == first == [{"name": "a", "n": 1}, {"name": "b", "n": 1}, {"name": "c", "n": 1}]
     assert sorted(built) == ["a", "b", "c"]  # nothing rebuilt the second time
     assert len(mgets) == 2  # one MGET per call: generations and values together
+
+
+def test_within_the_local_window_no_round_trip_and_each_caller_its_own_copy(app, mgets, clock):
+    built = []
+    first = cache.cached_many(entries(built))
+    first[0]["name"] = "changed by a caller"
+    clock[0] += app.config["CACHE_LOCAL_SECONDS"] / 2
+    again = cache.cached_many(entries(built))
+    assert again == [{"name": "a", "n": 1}, {"name": "b", "n": 1}, {"name": "c", "n": 1}]
+    assert len(mgets) == 1 and sorted(built) == ["a", "b", "c"]
+
+
+def test_a_write_in_this_process_is_seen_at_once(app, clock):
+    built = []
+    cache.cached_many(entries(built))
+    db.session.add(Notice(community_id=f.community().id, title="停水通知", body="周三停水"))
+    db.session.commit()  # bumps `notices` and drops the local copies
+    assert [v["n"] for v in cache.cached_many(entries(built))] == [2, 2, 1]
+
+
+def test_another_process_write_is_seen_once_the_local_window_passes(app, clock):
+    built = []
+    cache.cached_many(entries(built))
+    redis_store.client.incr(cache.GENERATION_PREFIX + "notices")  # as another process's commit
+    clock[0] += app.config["CACHE_LOCAL_SECONDS"] + 0.1
+    assert [v["n"] for v in cache.cached_many(entries(built))] == [2, 2, 1]
+
+
+def test_no_local_copies_when_the_window_is_zero(app, mgets, monkeypatch):
+    monkeypatch.setitem(app.config, "CACHE_LOCAL_SECONDS", 0)
+    built = []
+    cache.cached_many(entries(built))
+    cache.cached_many(entries(built))
+    assert len(mgets) == 2 and sorted(built) == ["a", "b", "c"]
 
 
 def test_a_committed_write_makes_the_values_built_from_it_stale(app):
