@@ -901,6 +901,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("connections must be 1..256 and duration 1..120 s")
     if not 1 <= args.pipeline_rate <= 200 or not 1 <= args.pipeline_seconds <= 60:
         parser.error("pipeline rate must be 1..200/s for 1..60 s")
+    if not 1 <= args.worker_weight <= 100:
+        parser.error("the worker's CPU weight must be 1..100 (the web's is 100)")
     return args
 
 
