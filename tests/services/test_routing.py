@@ -164,6 +164,21 @@ def test_routing_reads_the_building_once_however_many_ask(place, monkeypatch):
     assert len([s for s in seen if "FROM buildings" in s]) == 1
 
 
+def test_routing_opens_its_tickets_without_looking_for_them_first(place, monkeypatch):
+    # The report is locked and unrouted: none of its tickets can exist, so no SELECT of them
+    # and no savepoint per ticket (a transfer, which may meet an existing one, still looks).
+    from app.services import outbox
+
+    monkeypatch.setattr(outbox, "_put_on_queue", lambda *messages: False)  # no worker yet
+    report_id = submit(place, "fire_lane_blocked", photo_ids=[upload(place.resident)])
+    with statements(expired=True) as seen:
+        tickets = route_report(report_id)
+    assert len(tickets) == 2 and report(report_id).status == ReportStatus.ROUTED
+    assert not [s for s in seen if "SAVEPOINT" in s.upper()]
+    assert not [s for s in seen if s.lstrip().startswith("SELECT") and "FROM tickets" in s]
+    assert len([s for s in seen if s.lstrip().startswith("INSERT INTO tickets")]) == 2
+
+
 def test_no_grid_worker_copy_without_the_flag_or_without_a_grid_worker(place):
     assert ticket_of(submit(place, "elevator_installation")).grid_worker_id is None  # rule off
     assert ticket_of(submit(place, "lighting", building=place.bld2)).grid_worker_id is None
