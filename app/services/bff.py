@@ -128,6 +128,14 @@ def _limited(query: Select) -> Select:
 
 
 _STEP = aliased(ReportEvent)
+# My newest open reports first, then their category and latest public step - for those few
+# only (a resident with 40 open reports had the step looked up 40 times: 0.66 of the
+# statement's 0.84 ms in EXPLAIN ANALYZE).
+_NEWEST = (select(Report.id, Report.status, Report.category_id, Report.created_at)
+           .where(Report.reporter_id == bindparam("user_id"),
+                  Report.status.in_(written(OPEN_REPORT_STATES)))
+           .order_by(Report.created_at.desc(), Report.id.desc()).limit(written(REPORTS_SHOWN))
+           .subquery("newest"))
 MINE = union_all(
     select(*_part(
         "me", n=[User.id, User.birth_year, User.community_id,
@@ -141,16 +149,15 @@ MINE = union_all(
     .outerjoin(Household, Household.id == HouseholdMember.household_id)
     .outerjoin(Building, Building.id == Household.building_id)
     .where(User.id == bindparam("user_id")),
-    _limited(select(*_part(  # my open reports, newest first, with their latest public step
-        "report", n=[Report.id], s=[Report.status, ReportCategory.name, _STEP.action, _STEP.note],
-        t=[Report.created_at, _STEP.created_at]))
-        .join(ReportCategory, ReportCategory.id == Report.category_id)
+    _limited(select(*_part(  # my open reports (newest first: sorted in _open_reports), each
+        "report", n=[_NEWEST.c.id],  # with its latest public step
+        s=[_NEWEST.c.status, ReportCategory.name, _STEP.action, _STEP.note],
+        t=[_NEWEST.c.created_at, _STEP.created_at]))
+        .select_from(_NEWEST)
+        .join(ReportCategory, ReportCategory.id == _NEWEST.c.category_id)
         .outerjoin(_STEP, _STEP.id == select(func.max(ReportEvent.id))
-                   .where(ReportEvent.report_id == Report.id, ReportEvent.public.is_(True))
-                   .correlate(Report).scalar_subquery())
-        .where(Report.reporter_id == bindparam("user_id"),
-               Report.status.in_(written(OPEN_REPORT_STATES)))
-        .order_by(Report.created_at.desc(), Report.id.desc()).limit(written(REPORTS_SHOWN))),
+                   .where(ReportEvent.report_id == _NEWEST.c.id, ReportEvent.public.is_(True))
+                   .correlate(_NEWEST).scalar_subquery())),
     _limited(select(*_part(  # my (or for me) upcoming bookings, soonest first
         "booking", n=[Booking.id, Booking.for_user_id], s=[Booking.status, Service.name],
         t=[Booking.starts_at, Booking.ends_at]))
