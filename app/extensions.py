@@ -72,6 +72,7 @@ class RedisState:
         # (monotonic time it is trusted until, JSON)
         self.local_cache: dict[str, tuple[float, bytes]] = {}
         self.local_cache_lock = threading.Lock()
+        self.local_cache_epoch = 0  # moved on by every drop: a read begun before it is not kept
 
 
 class RedisHolder:

@@ -4,7 +4,7 @@ Each process also keeps what it last read from Redis for `CACHE_LOCAL_SECONDS` (
 within that window a value is served without asking Redis. A commit in this process that
 writes a watched table drops the local copies at once; a write by another process is seen
 here within the window (a category, an activity's seats left or a dish's portions on a screen
-may be that much behind; nothing that enforces a limit reads this cache).
+may be that much behind; no capacity or permission check reads this cache).
 """
 
 from __future__ import annotations
@@ -38,11 +38,15 @@ def _local_hits(keys: list[str]) -> list[bytes] | None:
     return bodies
 
 
-def _keep_local(bodies: dict[str, bytes]) -> None:
+def _keep_local(bodies: dict[str, bytes], epoch: int) -> None:
+    """Keep what a read found - unless the copies were dropped since it began (`epoch`): it may
+    have read the generations before this process's own write bumped them."""
     seconds = current_app.config["CACHE_LOCAL_SECONDS"]
     if seconds > 0:
         until, state = time.monotonic() + seconds, redis_store.state
         with state.local_cache_lock:
+            if state.local_cache_epoch != epoch:
+                return
             if len(state.local_cache) > LOCAL_MAX_KEYS:  # e.g. a menu key a day: old ones stay
                 state.local_cache.clear()
             state.local_cache.update((key, (until, body)) for key, body in bodies.items())
@@ -53,6 +57,7 @@ def forget_local() -> None:
     state = redis_store.state
     with state.local_cache_lock:
         state.local_cache.clear()
+        state.local_cache_epoch += 1
 
 
 # --- generations: a write to a watched table makes every cached value built from it stale ---
@@ -87,6 +92,7 @@ def cached_many(entries: list[tuple[str, int, Callable[[], object], tuple[str, .
     local = _local_hits(keys)
     if local is not None:
         return [json.loads(body) for body in local]
+    epoch = redis_store.state.local_cache_epoch
     try:
         raws = client.mget([GENERATION_PREFIX + n for n in names] + keys)
     except RedisError as exc:  # the cache is an optimisation: never fail a read on it
@@ -111,7 +117,7 @@ def cached_many(entries: list[tuple[str, int, Callable[[], object], tuple[str, .
             pipe.execute()
         except RedisError as exc:
             log.warning("cache write failed: %s", exc)
-    _keep_local(bodies)
+    _keep_local(bodies, epoch)
     return values
 
 
@@ -140,7 +146,6 @@ def install_session_hooks(session_class) -> None:
     def _after_commit(session):
         names = session.info.pop("linli_generations", set())
         if names:
-            forget_local()
             try:
                 pipe = redis_store.client.pipeline()
                 for name in names:
@@ -148,6 +153,7 @@ def install_session_hooks(session_class) -> None:
                 pipe.execute()
             except RedisError as exc:
                 log.warning("cache generation bump failed: %s", exc)
+            forget_local()  # after the bump: a read from now on sees the new generations
 
     @event.listens_for(session_class, "after_rollback")
     def _after_rollback(session):

@@ -64,6 +64,26 @@ def test_a_write_in_this_process_is_seen_at_once(app, clock):
     assert [v["n"] for v in cache.cached_many(entries(built))] == [2, 2, 1]
 
 
+def test_a_read_overtaken_by_a_write_here_is_not_kept(app, clock, monkeypatch):
+    # Another thread's commit drops the copies while this read is at Redis with the old
+    # generations: what it read must not be kept as fresh for the next second.
+    client, real, calls = redis_store.client, redis_store.client.mget, []
+
+    def mget_then_a_write_here(keys):
+        raws = real(keys)
+        if not calls:
+            redis_store.client.incr(cache.GENERATION_PREFIX + "notices")
+            cache.forget_local()
+        calls.append(keys)
+        return raws
+
+    monkeypatch.setattr(client, "mget", mget_then_a_write_here)
+    built = []
+    cache.cached_many(entries(built))
+    assert [v["n"] for v in cache.cached_many(entries(built))] == [2, 2, 1]  # asked Redis again
+    assert len(calls) == 2
+
+
 def test_another_process_write_is_seen_once_the_local_window_passes(app, clock):
     built = []
     cache.cached_many(entries(built))
