@@ -29,21 +29,22 @@ def route_report(report_id: int) -> list[Ticket]:
     if report.status != ReportStatus.SUBMITTED:
         db.session.rollback()
         return list(db.session.scalars(select(Ticket).where(Ticket.report_id == report_id)))
-    rule = match_rule(report)
+    micro_grid_id = _micro_grid_of(report)  # the rule and every ticket need it: read once
+    rule = match_rule(report, micro_grid_id)
     orgs = resolve_targets(report, rule)
     copy_grid_worker = bool(rule and rule.copy_grid_worker)
     # the report is locked and still SUBMITTED: none of its tickets exists yet (fresh)
     tickets = [open_ticket(report, org, actor_id=None, copy_grid_worker=copy_grid_worker,
-                           fresh=True) for org in orgs]
+                           fresh=True, micro_grid_id=micro_grid_id) for org in orgs]
     sync_report_status(report, tickets, actor_id=None,
                        note="已派发给" + "、".join(org.name for org in orgs))
     outbox.commit()
     return tickets
 
 
-def match_rule(report: Report) -> RoutingRule | None:
-    """The first active rule (by position) matching the category and area."""
-    micro_grid_id = _micro_grid_of(report)
+def match_rule(report: Report, micro_grid_id: int | None) -> RoutingRule | None:
+    """The first active rule (by position) matching the category and area (the report's
+    building's micro-grid: `micro_grid_id`)."""
     rules = db.session.scalars(
         select(RoutingRule).where(RoutingRule.community_id == report.community_id,
                                   RoutingRule.is_active.is_(True))
@@ -60,8 +61,7 @@ def match_rule(report: Report) -> RoutingRule | None:
 
 
 def _micro_grid_of(report: Report) -> int | None:
-    """The micro-grid of the report's building (the building is read once per job: the rule
-    and every ticket ask)."""
+    """The micro-grid of the report's building."""
     if report.building_id is None:
         return None
     building = db.session.get(Building, report.building_id)
@@ -89,13 +89,18 @@ def _orgs_of_type(community_id: int, org_type: str) -> list[Org]:
         Org.community_id == community_id, Org.type == OrgType(org_type)).order_by(Org.id)))
 
 
+_LOOK_UP = object()  # open_ticket's micro_grid_id when the caller has not read it
+
+
 def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "",
-                copy_grid_worker: bool = False, fresh: bool = False) -> Ticket:
+                copy_grid_worker: bool = False, fresh: bool = False,
+                micro_grid_id: int | None | object = _LOOK_UP) -> Ticket:
     """The report's ticket for `org`, created once (unique on report and org).
 
     `fresh`: the caller knows the report has no ticket yet (routing holds the report's row
     lock and found it unrouted): no look for an existing one and no savepoint - three round
     trips fewer a ticket; the unique constraint still fails the transaction if that is wrong.
+    `micro_grid_id`: the report's building's micro-grid, when the caller has read it already.
     """
     if not fresh:
         existing = db.session.scalar(select(Ticket).where(Ticket.report_id == report.id,
@@ -103,7 +108,8 @@ def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "
         if existing is not None:
             return existing
     category = db.session.get(ReportCategory, report.category_id)
-    micro_grid_id = _micro_grid_of(report)
+    if micro_grid_id is _LOOK_UP:
+        micro_grid_id = _micro_grid_of(report)
     stamp, sla = now(), timedelta(hours=category.sla_hours)
     ticket = Ticket(community_id=report.community_id, report_id=report.id, org_id=org.id,
                     category_id=report.category_id, building_id=report.building_id,

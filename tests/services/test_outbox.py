@@ -17,7 +17,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.timeouts import TimerDeathPenalty
-from sqlalchemy import func, inspect, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import InvalidTransition, NotFound
@@ -339,6 +339,63 @@ def test_running_the_wrapper_twice_runs_the_job_once(app, session):
 
     assert len(CALLS) == 1
     assert only_message().attempts == 1
+
+
+def _bookkeeping_isolation(message_id: int) -> list[str | None]:
+    """Run the row's job; the isolation level of each UPDATE of the outbox row it made."""
+    seen: list[str | None] = []
+
+    def note(conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("UPDATE OUTBOX"):
+            seen.append(conn.get_execution_options().get("isolation_level"))
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        run_outbox_message(message_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    return seen
+
+
+def pending_row(job_name: str = "tests.record", **args) -> int:
+    """The id of a pending row committed without running its job (no transaction left open)."""
+    message = OutboxMessage(job=job_name, args=args, queue="default")
+    db.session.add(message)
+    db.session.flush()
+    message_id = message.id
+    db.session.commit()
+    return message_id
+
+
+def test_a_jobs_attempt_and_done_are_each_one_statement_committed_alone(app, session):
+    message_id = pending_row("ping", value="alone")  # a job that leaves no transaction open
+
+    # autocommit: one round trip each, where BEGIN, the UPDATE and COMMIT were three
+    assert _bookkeeping_isolation(message_id) == ["AUTOCOMMIT", "AUTOCOMMIT"]
+    assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"alone"]
+    row = only_message()
+    assert (row.status, row.attempts) == (OutboxStatus.DONE, 1) and row.done_at is not None
+
+
+def test_a_failing_job_still_counts_its_attempt_committed_alone(app, session):
+    message_id = pending_row("tests.explode")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _bookkeeping_isolation(message_id)
+
+    db.session.rollback()
+    row = only_message()
+    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 1)
+
+
+def test_inside_an_open_transaction_the_bookkeeping_commits_with_it(app, session):
+    message_id = pending_row(n=1)
+    add_community()  # the caller's own work, not committed yet (the relay's, in-process)
+    session.flush()
+
+    assert _bookkeeping_isolation(message_id) == [None, None]  # in the caller's transaction
+    assert len(CALLS) == 1 and only_message().status == OutboxStatus.DONE
+    assert session.scalar(select(func.count()).select_from(Community)) == 1  # committed with it
 
 
 def test_wrapper_ignores_a_missing_row(app, session):
