@@ -3,7 +3,9 @@ stream that resumes from Last-Event-ID and brings a new order within a second.""
 
 from __future__ import annotations
 
+import json
 import queue
+import re
 import threading
 import time
 
@@ -221,6 +223,33 @@ def test_the_stream_resumes_after_last_event_id(app, client, place, monkeypatch)
            if line.startswith("data: ")]
     assert ids == [second.id, third.id] and first.id not in ids
     assert cursor  # the page cursor of two events is a valid Last-Event-ID too
+
+
+def test_the_streams_events_are_what_the_openapi_document_says(app, client, place,
+                                                               monkeypatch):
+    monkeypatch.setitem(app.config, "CANTEEN_STREAM_MAX_SECONDS", 0.3)
+    placed = order(place)
+    walk(place, placed.id, "accept")
+    spec = client.get("/openapi.json").get_json()
+    stream = spec["paths"][STREAM]["get"]
+    [documented] = stream["responses"]["200"]["content"]["text/event-stream"]["schema"]["oneOf"]
+    component = spec["components"]["schemas"]["CanteenFeedEvent"]
+    assert documented["properties"]["data"]["contentSchema"] == {
+        "$ref": "#/components/schemas/CanteenFeedEvent"}
+    assert {(p["in"], p["name"]) for p in stream["parameters"]} == {
+        ("header", "Last-Event-ID"), ("query", "cursor")}
+
+    response = client.get(STREAM, headers=f.headers(place.cook), buffered=False)
+    body = "".join(c.decode() for c in response.response)
+    events = [dict(line.split(": ", 1) for line in block.splitlines())
+              for block in body.split("\n\n") if block.startswith("id: ")]
+    assert [e["event"] for e in events] == documented["properties"]["event"]["enum"] * 2
+    for event in events:
+        assert set(event) == set(documented["required"])  # id, event, data
+        assert re.fullmatch(documented["properties"]["id"]["pattern"], event["id"])
+        data = json.loads(event["data"])
+        assert set(data) == set(component["properties"]) and data["cursor"] == event["id"]
+        assert data["order_id"] == placed.id
 
 
 def test_a_bad_last_event_id_is_422_before_the_stream_starts(client, place):

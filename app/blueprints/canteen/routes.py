@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 from flask_smorest import Blueprint
 
 from app.blueprints.canteen.schemas import (
+    CANTEEN_FEED_STREAM_SCHEMA,
     CanteenCancelSchema,
     CanteenCounterOrderCreateSchema,
     CanteenDietArgsSchema,
@@ -24,6 +25,8 @@ from app.blueprints.canteen.schemas import (
     CanteenFeedArgsSchema,
     CanteenFeedEventSchema,
     CanteenFeedPageSchema,
+    CanteenFeedStreamArgsSchema,
+    CanteenFeedStreamHeadersSchema,
     CanteenLocationSchema,
     CanteenMenuArgsSchema,
     CanteenMenuCreateSchema,
@@ -292,11 +295,14 @@ class Feed(MethodView):
 @blp.route("/feed/stream")
 class FeedStream(MethodView):
     @role_required(*CANTEEN_ROLES, org_types=CANTEEN)
-    @blp.doc(responses={"200": {"description": "text/event-stream of order events"}})
-    def get(self):
-        """The feed as Server-Sent Events, resuming after Last-Event-ID (or ?cursor=)."""
+    @blp.arguments(CanteenFeedStreamArgsSchema, location="query")
+    @blp.arguments(CanteenFeedStreamHeadersSchema, location="headers")
+    @blp.response(200, CANTEEN_FEED_STREAM_SCHEMA, content_type="text/event-stream")
+    def get(self, args, headers):
+        """The feed as Server-Sent Events (`order`), resuming after Last-Event-ID (or
+        ?cursor=); a `: keep-alive` comment when nothing happened for a while."""
         org_ids = kitchen_orgs() | courier_orgs()
-        cursor = request.headers.get("Last-Event-ID") or request.args.get("cursor") or None
+        cursor = headers["last_event_id"] or args["cursor"] or None
         canteen_feed.check_cursor(org_ids=org_ids, cursor=cursor)
         settings = {k: current_app.config.get(k, v) for k, v in STREAM_DEFAULTS.items()}
         batches = canteen_feed.follow(

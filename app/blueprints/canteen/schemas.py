@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.blueprints.common import page_of
+from app.blueprints.common import page_of, sse_event
 from app.pagination import PageArgsSchema
 from app.services import canteen
 from app.services.canteen import MEAL_LABELS, NUTRITION_TAGS
@@ -345,6 +345,25 @@ class CanteenFeedEventSchema(Schema):
 class CanteenFeedPageSchema(Schema):
     items = fields.List(fields.Nested(CanteenFeedEventSchema))
     next_cursor = fields.String(allow_none=True)
+
+
+class CanteenFeedStreamArgsSchema(Schema):
+    cursor = fields.String(load_default=None, metadata={
+        "description": "resume after this feed cursor (from the feed, or an event's id); "
+                       "Last-Event-ID wins when both are sent"})
+
+
+class CanteenFeedStreamHeadersSchema(Schema):
+    last_event_id = fields.String(
+        data_key="Last-Event-ID", load_default=None,
+        metadata={"description": "sent by EventSource on reconnecting: the id of the last "
+                                 "event it received (a feed cursor)"})
+
+
+# Each event of the stream: `order` - one feed event (a CanteenFeedEvent, as in the feed's
+# items), its id the feed cursor after it.
+CANTEEN_FEED_STREAM_SCHEMA = {"oneOf": [
+    sse_event("order", "CanteenFeedEvent", id_pattern="^[A-Za-z0-9_-]+$")]}
 
 
 # --- prep sheet and insights ----------------------------------------------------------------

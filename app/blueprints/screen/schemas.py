@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app import MAX_DATABASE_ID
+from app.blueprints.common import sse_event
 
 DATE_TIME = {"format": "date-time"}
 MAX_STREAM_SECONDS = 3600.0
@@ -69,18 +70,7 @@ class ScreenStreamArgsSchema(Schema):
         metadata={"description": "resume after this report id (as Last-Event-ID)"})
 
 
-def _event(name: str, payload: str, *, id_required: bool) -> dict:
-    """One kind of Server-Sent Event: its name, its id (a report id) and its JSON data."""
-    return {"type": "object", "required": ["event", "data", *(["id"] if id_required else [])],
-            "properties": {
-                "event": {"type": "string", "enum": [name]},
-                "id": {"type": "string", "pattern": "^[0-9]+$"},
-                "data": {"type": "string", "contentMediaType": "application/json",
-                         "contentSchema": {"$ref": f"#/components/schemas/{payload}"}}}}
-
-
-# Each event of the stream (Open API before 3.2 describes a text/event-stream by its events):
-# `summary` (the whole wall, first and then every few seconds) and `report` (a new public
-# report, its id the event id). Keep-alive comments and the `retry:` line carry no event.
-SCREEN_EVENT_SCHEMA = {"oneOf": [_event("summary", "ScreenSummary", id_required=False),
-                                 _event("report", "ScreenReportItem", id_required=True)]}
+# Each event of the stream: `summary` (the whole wall, first and then every few seconds) and
+# `report` (a new public report, its id the event id).
+SCREEN_EVENT_SCHEMA = {"oneOf": [sse_event("summary", "ScreenSummary"),
+                                 sse_event("report", "ScreenReportItem", id_pattern="^[0-9]+$")]}
