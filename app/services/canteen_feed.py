@@ -62,7 +62,7 @@ def current_txid():
     """SQL giving the writing transaction's id on PostgreSQL; 0 elsewhere."""
     if _dialect() == "postgresql":
         return cast(cast(func.pg_current_xact_id(), Text), BigInteger)
-    return 0
+    return literal(0, BigInteger)
 
 
 # The oldest in-flight transaction of this database in the statement's snapshot (see above);

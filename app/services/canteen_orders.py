@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, RateLimited
 from app.extensions import db
+from app.inserts import NewId, insert_chain
 from app.models import ClaimStatus, Household, HouseholdMember, Membership, Role, User
 from app.models.canteen import (
     CourierPosition,
@@ -232,12 +233,12 @@ def _create_order(menu: Menu, lines: dict[int, int], order: Order, *, actor_id: 
         for dish_id, qty in lines.items()]
     order.standard_total_fen = sum(i.standard_price_fen * i.qty for i in order.items)
     order.total_fen = sum(i.unit_price_fen * i.qty for i in order.items)
-    take_portions(menu_items, lines)
-    _insert_order(order)
-    event = record_event(order, "place", actor_id=actor_id, to_status=str(OS.PLACED),
-                         data={"channel": str(order.channel),
-                               "fulfilment": str(order.fulfilment)})
-    outbox.commit(keep=[order, *order.items, event, menu, *([rule] if rule else [])])
+    txid = take_portions(menu_items, lines)
+    event = new_event(order, "place", actor_id=actor_id, to_status=str(OS.PLACED),
+                      data={"channel": str(order.channel), "fulfilment": str(order.fulfilment)},
+                      txid=txid)
+    _insert_order(order, event)
+    outbox.commit(keep=[menu, *([rule] if rule else [])])
     for name, value in (("events", [event]), ("menu", menu), ("subsidy_rule", rule)):
         set_committed_value(order, name, value)
     order.courier_location = None  # nobody is delivering it yet
@@ -253,11 +254,12 @@ def _menu_items_for(menu: Menu, lines: dict[int, int]) -> dict[int, MenuItem]:
     return {dish_id: by_dish[dish_id] for dish_id in lines}
 
 
-def take_portions(menu_items: dict[int, MenuItem], lines: dict[int, int]) -> None:
+def take_portions(menu_items: dict[int, MenuItem], lines: dict[int, int]) -> int:
     """Take every line's portions with a conditional UPDATE, all or none (see module doc);
     the loaded menu items get the counts the UPDATEs left (RETURNING), so they stay true after
-    a commit that does not expire them."""
-    stamp = canteen.now()
+    a commit that does not expire them. Returns the writing transaction's id (the feed's
+    txid, from the same RETURNING; 0 off PostgreSQL)."""
+    stamp, txid = canteen.now(), 0
     for dish_id in sorted(lines, key=lambda d: menu_items[d].id):
         item, qty = menu_items[dish_id], lines[dish_id]
         taken = db.session.execute(
@@ -266,12 +268,15 @@ def take_portions(menu_items: dict[int, MenuItem], lines: dict[int, int]) -> Non
             .values(portions_left=MenuItem.portions_left - qty,
                     sold_out_at=case((MenuItem.portions_left == qty, stamp),
                                      else_=MenuItem.sold_out_at))
-            .returning(MenuItem.portions_left, MenuItem.sold_out_at)
+            .returning(MenuItem.portions_left, MenuItem.sold_out_at,
+                       current_txid().label("txid"))
             .execution_options(synchronize_session=False)).one_or_none()
         if taken is None:
             _sold_out(item, dish_id, qty)
         set_committed_value(item, "portions_left", taken.portions_left)
         set_committed_value(item, "sold_out_at", taken.sold_out_at)
+        txid = taken.txid
+    return txid
 
 
 def _sold_out(item: MenuItem, dish_id: int, qty: int) -> None:
@@ -285,18 +290,18 @@ def _sold_out(item: MenuItem, dish_id: int, qty: int) -> None:
                             "requested": qty})
 
 
-def _insert_order(order: Order) -> None:
-    """Insert the order; a pick-up order gets a 4-digit code unique within its menu."""
+def _insert_order(order: Order, event: OrderEvent) -> None:
+    """Insert the order, its items and its first event (one statement on PostgreSQL:
+    app.inserts.insert_chain, no unit of work); a pick-up order gets a 4-digit code unique
+    within its menu."""
     if order.fulfilment != Fulfilment.PICKUP:
-        db.session.add(order)
-        db.session.flush()
+        insert_chain(order, *order.items, event)
         return
     for _attempt in range(PICKUP_CODE_ATTEMPTS):
         order.pickup_code = str(1000 + secrets.randbelow(9000))
         try:
             with db.session.begin_nested():
-                db.session.add(order)
-                db.session.flush()
+                insert_chain(order, *order.items, event)
             return
         except IntegrityError as exc:
             if "pickup_code" not in str(exc.orig):
@@ -309,13 +314,23 @@ def record_event(order: Order, action: str, *, actor_id: int | None,
                  from_status: str | None = None, to_status: str | None = None,
                  note: str = "", data: dict | None = None) -> OrderEvent:
     """Append a row to the order's timeline and the kitchen's feed (caller's transaction)."""
-    event = OrderEvent(org_id=order.org_id, order_id=order.id, actor_id=actor_id,
-                       action=action, from_status=from_status, to_status=to_status,
-                       note=note or "", data=data or {}, created_at=canteen.now(),
-                       txid=current_txid())
+    event = new_event(order, action, actor_id=actor_id, from_status=from_status,
+                      to_status=to_status, note=note, data=data, txid=current_txid())
     db.session.add(event)
     db.session.flush()
     return event
+
+
+def new_event(order: Order, action: str, *, actor_id: int | None, txid,
+              from_status: str | None = None, to_status: str | None = None,
+              note: str = "", data: dict | None = None) -> OrderEvent:
+    """A new row of the order's timeline and the kitchen's feed, not written yet; `txid` is the
+    writing transaction's id (a value, or the SQL that gives it). A new order's id is taken
+    from the order when both are written (NewId)."""
+    return OrderEvent(org_id=order.org_id, order_id=order.id or NewId(order),
+                      actor_id=actor_id, action=action, from_status=from_status,
+                      to_status=to_status, note=note or "", data=data or {},
+                      created_at=canteen.now(), txid=txid)
 
 
 # --- the state machine ----------------------------------------------------------------------
