@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app import ratelimit
@@ -169,8 +169,8 @@ def _resident_community(user: User) -> int | None:
 
 def _menu_for_resident(menu_id: int, user: User) -> Menu:
     """A menu of the resident's community; 404 for any other."""
-    menu = db.session.scalar(select(Menu).where(Menu.id == menu_id).options(
-        selectinload(Menu.items).selectinload(MenuItem.dish)))
+    menu = db.session.scalars(select(Menu).where(Menu.id == menu_id).options(
+        joinedload(Menu.items).joinedload(MenuItem.dish, innerjoin=True))).unique().first()
     if menu is None or menu.community_id != _resident_community(user):
         raise NotFound("找不到该菜单", code="menu_not_found")
     return menu
