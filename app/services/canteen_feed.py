@@ -42,7 +42,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, joinedload
 
 from app.errors import ValidationFailed
 from app.extensions import db
@@ -113,22 +113,24 @@ def check_cursor(*, org_ids: set[int], cursor: str | None) -> FeedPosition | Non
     if not cursor:
         return None
     position = decode_cursor(cursor)
+    anyone = aliased(OrderEvent)  # the highest id of all, released or not, in the same SELECT
     newest = db.session.execute(
-        select(OrderEvent.txid, OrderEvent.id)
+        select(OrderEvent.txid, OrderEvent.id, select(func.max(anyone.id)).scalar_subquery())
         .where(OrderEvent.org_id.in_(org_ids), _released())
         .order_by(OrderEvent.txid.desc(), OrderEvent.id.desc()).limit(1)).first()
-    highest_id = db.session.scalar(select(func.max(OrderEvent.id)))
-    if newest is None or position > tuple(newest) or position[1] > highest_id:
+    if newest is None or position > (newest[0], newest[1]) or position[1] > newest[2]:
         raise _invalid("cursor_from_future", "cursor 超出了已有的事件")
     return position
 
 
 def _after(position: FeedPosition | None, org_ids: set[int], limit: int) -> list[OrderEvent]:
     """Released events of the orgs after `position`, oldest first, with their orders."""
+    # the order, its household and building joined to the event (one row each), the items
+    # in a second SELECT: two statements instead of five
     stmt = select(OrderEvent).where(OrderEvent.org_id.in_(org_ids), _released()).options(
-        selectinload(OrderEvent.order).selectinload(Order.items),
-        selectinload(OrderEvent.order).selectinload(Order.household)
-        .selectinload(Household.building))
+        joinedload(OrderEvent.order, innerjoin=True).selectinload(Order.items),
+        joinedload(OrderEvent.order, innerjoin=True).joinedload(Order.household)
+        .joinedload(Household.building, innerjoin=True))
     if position is not None:
         stmt = stmt.where(tuple_(OrderEvent.txid, OrderEvent.id) > tuple_(
             literal(position[0], BigInteger), literal(position[1])))

@@ -24,6 +24,7 @@ from tests.canteen_fixtures import (
     order,
     walk,
 )
+from tests.sql_fixtures import statements
 
 STREAM = "/api/v1/canteen/feed/stream"
 
@@ -49,6 +50,20 @@ def test_the_feed_has_every_order_event_oldest_first_and_pages_by_cursor(place):
         (first.id, "accept", "accepted")]
     assert events[0].order.items[0].dish_name == "红烧肉"
     assert feed(place, cursor) == ([], cursor)
+
+
+def test_a_feed_page_is_three_statements_however_many_events(place):
+    order(place)
+    first_page, cursor = feed(place, limit=1)
+    for user in (place.son, place.neighbour):
+        order(place, user, fulfilment="delivery")
+    kitchen_id, buildings = place.kitchen.id, [place.bld.id, place.bld2.id]
+    with statements(expired=True) as seen:
+        events, _ = feed(place, cursor, org_ids={kitchen_id})
+    # the cursor's check; the events with their orders, households and buildings; the items
+    assert len(seen) == 3, seen
+    assert [e.order.household.building.id for e in events] == buildings  # son's, neighbour's
+    assert all(e.order.items for e in events) and first_page
 
 
 def test_the_feed_shows_only_the_callers_canteen(place):
