@@ -61,10 +61,11 @@ def _mark_done(message_id: int) -> None:
 def _committed_alone(statement) -> Row | None:
     """Execute one statement and commit it (its first row, if it returns rows).
 
-    With no transaction open - always in the worker - it runs in autocommit: one round trip,
-    where BEGIN, the statement and COMMIT were three (a job has two such bookkeeping
-    statements). In-process a job can start inside a transaction (the relay's): then it is
-    committed with it, as before.
+    With no transaction open - always so in the worker - it runs in autocommit: one round
+    trip, where BEGIN, the statement and COMMIT were three (a job has two such bookkeeping
+    statements). Otherwise - in-process a job can start inside a transaction (the relay's), or
+    a job may end with work it did not commit (adding an object begins the session's
+    transaction too) - it is committed with that work, as before.
     """
     alone = {} if db.session().in_transaction() else {"isolation_level": "AUTOCOMMIT"}
     result = db.session.connection(execution_options=alone).execute(statement)

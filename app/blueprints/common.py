@@ -43,16 +43,15 @@ def rate_limited(blp, what: str) -> Callable:
                             description=f"rate_limited: {what}")
 
 
-def sse_event(name: str, payload: str, *, id_pattern: str | None = None) -> dict:
-    """One kind of Server-Sent Event of a text/event-stream response: its name, its id (when
-    `id_pattern` is given, required and matching it) and its data, the JSON of the component
-    schema `payload`. Open API before 3.2 has no way to describe a stream's items, so a
-    stream's response schema is the `oneOf` of its events; keep-alive comments and the
-    `retry:` line carry no event."""
-    properties = {"event": {"type": "string", "enum": [name]},
-                  "data": {"type": "string", "contentMediaType": "application/json",
-                           "contentSchema": {"$ref": f"#/components/schemas/{payload}"}}}
-    if id_pattern:
-        properties["id"] = {"type": "string", "pattern": id_pattern}
-    return {"type": "object", "required": ["event", "data", *(["id"] if id_pattern else [])],
-            "properties": properties}
+def sse_event(name: str, payload: str, *, id_pattern: str, id_required: bool = True) -> dict:
+    """One kind of Server-Sent Event of a text/event-stream response: its name, its id
+    (matching `id_pattern`; sent with every such event unless `id_required` is False) and its
+    data, the JSON of the component schema `payload`. Open API before 3.2 has no way to
+    describe a stream's items, so a stream's response schema is the `oneOf` of its events;
+    keep-alive comments and the `retry:` line carry no event."""
+    return {"type": "object", "required": ["event", "data", *(["id"] if id_required else [])],
+            "properties": {
+                "event": {"type": "string", "enum": [name]},
+                "id": {"type": "string", "pattern": id_pattern},
+                "data": {"type": "string", "contentMediaType": "application/json",
+                         "contentSchema": {"$ref": f"#/components/schemas/{payload}"}}}}

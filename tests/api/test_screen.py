@@ -82,6 +82,17 @@ def test_stream_sends_the_summary_then_each_new_public_report(client, place, mon
     r.close()
 
 
+def test_the_documented_stream_events_carry_the_ids_the_stream_sends(client):
+    spec = client.get("/openapi.json").get_json()
+    response = spec["paths"]["/api/v1/screen/stream"]["get"]["responses"]["200"]
+    events = {e["properties"]["event"]["enum"][0]: e
+              for e in response["content"]["text/event-stream"]["schema"]["oneOf"]}
+    # the summary is sent with an id (the newest report's) but may have none; a report always
+    assert events["summary"]["properties"]["id"] == events["report"]["properties"]["id"] == {
+        "type": "string", "pattern": "^[0-9]+$"}
+    assert "id" not in events["summary"]["required"] and "id" in events["report"]["required"]
+
+
 def test_stream_resumes_after_last_event_id(client, place, monkeypatch):
     monkeypatch.setattr("time.sleep", lambda _s: None)
     missed = report(place)

@@ -341,13 +341,16 @@ def test_running_the_wrapper_twice_runs_the_job_once(app, session):
     assert only_message().attempts == 1
 
 
-def _bookkeeping_isolation(message_id: int) -> list[str | None]:
-    """Run the row's job; the isolation level of each UPDATE of the outbox row it made."""
-    seen: list[str | None] = []
+def _isolation_of_each_statement(message_id: int) -> list[tuple[str, str | None]]:
+    """Run the row's job; each statement it ran (the outbox's UPDATEs by name) with the
+    isolation level it ran at."""
+    seen: list[tuple[str, str | None]] = []
 
     def note(conn, _cursor, statement, *_args):
+        what = statement.split()[0].upper()
         if statement.lstrip().upper().startswith("UPDATE OUTBOX"):
-            seen.append(conn.get_execution_options().get("isolation_level"))
+            what = "outbox attempt" if "attempts" in statement else "outbox done"
+        seen.append((what, conn.get_execution_options().get("isolation_level")))
 
     event.listen(db.engine, "before_cursor_execute", note)
     try:
@@ -367,25 +370,70 @@ def pending_row(job_name: str = "tests.record", **args) -> int:
     return message_id
 
 
-def test_a_jobs_attempt_and_done_are_each_one_statement_committed_alone(app, session):
-    message_id = pending_row("ping", value="alone")  # a job that leaves no transaction open
+@job("tests.write_community")
+def write_community(code: str, flush: bool) -> None:
+    """Add a community and, unless `flush`, leave it pending (no commit either way)."""
+    db.session.add(Community(code=code, name="测试社区", timezone="Asia/Shanghai"))
+    if flush:
+        db.session.flush()
 
-    # autocommit: one round trip each, where BEGIN, the UPDATE and COMMIT were three
-    assert _bookkeeping_isolation(message_id) == ["AUTOCOMMIT", "AUTOCOMMIT"]
-    assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"alone"]
+
+def communities_seen_by_another_connection() -> list[str]:
+    with db.engine.connect() as other:
+        return list(other.scalars(select(Community.code)))
+
+
+def test_a_jobs_attempt_and_done_are_each_one_statement_committed_alone(app, session):
+    message_id = pending_row("tests.record", n=1)
+
+    seen = _isolation_of_each_statement(message_id)
+
+    # autocommit: one round trip each, where BEGIN, the UPDATE and COMMIT were three; the job's
+    # own statements in an ordinary transaction
+    assert seen[0] == ("outbox attempt", "AUTOCOMMIT")
+    assert ("SELECT", None) in seen[1:-1]  # tests.record reads the outbox
+    assert [level for _what, level in seen[1:]] == [None] * (len(seen) - 1)
+    assert seen[-1][0] == "outbox done"  # the read left a transaction open: done commits it
     row = only_message()
     assert (row.status, row.attempts) == (OutboxStatus.DONE, 1) and row.done_at is not None
+
+
+def test_a_job_that_leaves_no_transaction_has_its_done_mark_committed_alone(app, session):
+    message_id = pending_row("ping", value="alone")
+
+    assert _isolation_of_each_statement(message_id) == [("outbox attempt", "AUTOCOMMIT"),
+                                                         ("outbox done", "AUTOCOMMIT")]
+    assert redis_store.client.lrange(PING_KEY, 0, -1) == [b"alone"]
+    assert only_message().status == OutboxStatus.DONE
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_a_jobs_unfinished_writes_are_committed_together_with_its_done_mark(app, session,
+                                                                            flush):
+    # a job that added a row and did not commit (flushed or not): its done mark is written in
+    # the same transaction as that row, never in autocommit beside it
+    message_id = pending_row("tests.write_community", code="late", flush=flush)
+
+    seen = _isolation_of_each_statement(message_id)
+
+    assert seen[0] == ("outbox attempt", "AUTOCOMMIT")
+    assert [level for _what, level in seen[1:]] == [None] * (len(seen) - 1)
+    assert sorted(what for what, _level in seen[1:]) == ["INSERT", "outbox done"]
+    assert communities_seen_by_another_connection() == ["late"]
+    assert only_message().status == OutboxStatus.DONE
 
 
 def test_a_failing_job_still_counts_its_attempt_committed_alone(app, session):
     message_id = pending_row("tests.explode")
 
     with pytest.raises(RuntimeError, match="boom"):
-        _bookkeeping_isolation(message_id)
+        _isolation_of_each_statement(message_id)
 
     db.session.rollback()
     row = only_message()
     assert (row.status, row.attempts) == (OutboxStatus.FAILED, 1)
+    with db.engine.connect() as other:  # committed, not just visible to this session
+        assert other.scalar(select(OutboxMessage.attempts)) == 1
 
 
 def test_inside_an_open_transaction_the_bookkeeping_commits_with_it(app, session):
@@ -393,9 +441,11 @@ def test_inside_an_open_transaction_the_bookkeeping_commits_with_it(app, session
     add_community()  # the caller's own work, not committed yet (the relay's, in-process)
     session.flush()
 
-    assert _bookkeeping_isolation(message_id) == [None, None]  # in the caller's transaction
+    seen = _isolation_of_each_statement(message_id)
+
+    assert [level for _what, level in seen] == [None] * len(seen)  # in the caller's transaction
     assert len(CALLS) == 1 and only_message().status == OutboxStatus.DONE
-    assert session.scalar(select(func.count()).select_from(Community)) == 1  # committed with it
+    assert communities_seen_by_another_connection() == ["c1"]  # committed with the bookkeeping
 
 
 def test_wrapper_ignores_a_missing_row(app, session):

@@ -72,5 +72,6 @@ class ScreenStreamArgsSchema(Schema):
 
 # Each event of the stream: `summary` (the whole wall, first and then every few seconds) and
 # `report` (a new public report, its id the event id).
-SCREEN_EVENT_SCHEMA = {"oneOf": [sse_event("summary", "ScreenSummary"),
-                                 sse_event("report", "ScreenReportItem", id_pattern="^[0-9]+$")]}
+SCREEN_EVENT_SCHEMA = {"oneOf": [
+    sse_event("summary", "ScreenSummary", id_pattern="^[0-9]+$", id_required=False),
+    sse_event("report", "ScreenReportItem", id_pattern="^[0-9]+$")]}
