@@ -39,6 +39,7 @@ from sqlalchemy import (
     null,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapper, RelationshipDirection
 
 from app.extensions import db
@@ -53,6 +54,14 @@ def insert_new(*objs) -> None:
         _statement(mapper), rows if len(rows) > 1 else rows[0]).scalars()
     for obj, new_id in zip(objs, new_ids, strict=True):
         setattr(obj, _id_key(mapper), new_id)
+
+
+def insert_or_skip(table, **conflict):
+    """INSERT ... ON CONFLICT DO NOTHING into `table` (a model or a Table) on the session's
+    database, PostgreSQL or SQLite: a row that would break a unique constraint is skipped
+    (`conflict`, e.g. index_elements=[...], names the constraint; else any)."""
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(**conflict)
 
 
 @cache

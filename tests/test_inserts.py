@@ -7,8 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.inserts import NewId, insert_chain, insert_new
-from app.models import OutboxMessage
+from app.inserts import NewId, insert_chain, insert_new, insert_or_skip
+from app.models import Community, OutboxMessage
 from app.models.reports import Report, ReportCategory, ReportEvent, ReportPhoto, ReportStatus
 from app.services import outbox, uploads
 from tests.reports_fixtures import build_place, jpeg_bytes
@@ -134,3 +134,19 @@ def test_a_new_id_of_a_row_not_written_before_is_refused_before_anything_is(plac
 
     with db.engine.connect() as conn:
         assert conn.execute(select(Report.id)).first() is None
+
+
+# --- insert_or_skip: INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite ------------------
+
+
+def test_insert_or_skip_writes_a_new_row_and_skips_a_duplicate(app):
+    stmt = insert_or_skip(Community, index_elements=["code"]).returning(Community.id)
+    row = {"code": "dup", "name": "社区", "timezone": "Asia/Shanghai"}
+
+    first = db.session.scalar(stmt.values(**row))
+    again = db.session.scalar(stmt.values(**{**row, "name": "另一个"}))  # no IntegrityError
+    db.session.commit()
+
+    assert isinstance(first, int) and again is None
+    with db.engine.connect() as conn:
+        assert conn.execute(select(Community.id, Community.name)).all() == [(first, "社区")]

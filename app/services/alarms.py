@@ -30,12 +30,12 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 from sqlalchemy import case, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app.errors import InvalidTransition, NotFound, Unauthorized, ValidationFailed
 from app.extensions import db, redis_store
+from app.inserts import insert_or_skip
 from app.models import (
     Alarm,
     AlarmCause,
@@ -212,10 +212,8 @@ def _insert_new(rows: list[dict]) -> dict[str, int]:
     if not rows:
         return {}
     table = DeviceEvent.__table__
-    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" \
-        else sqlite.insert
     # One cached statement, executed for many rows (SQLAlchemy batches them as multi-VALUES).
-    stmt = (insert(table).on_conflict_do_nothing(index_elements=["gateway_id", "event_id"])
+    stmt = (insert_or_skip(table, index_elements=["gateway_id", "event_id"])
             .returning(table.c.event_id, table.c.id))
     return {event_id: row_id for event_id, row_id in db.session.execute(stmt, rows).all()}
 

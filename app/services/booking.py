@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, literal, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import selectinload
 
 from app.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from app.extensions import db
+from app.inserts import insert_or_skip
 from app.models import (
     Booking,
     BookingEvent,
@@ -188,12 +188,9 @@ def slot_view(service: Service, start: datetime, row: Slot | None) -> SlotView:
 
 def ensure_slot(service: Service, start: datetime) -> int:
     """The id of the slot's capacity row, inserting it if missing (never raises on a race)."""
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    db.session.execute(insert(Slot).values(
+    db.session.execute(insert_or_skip(Slot, index_elements=["service_id", "starts_at"]).values(
         service_id=service.id, starts_at=start, capacity=service.capacity, booked=0,
-        blocked=False, updated_at=now()).on_conflict_do_nothing(
-        index_elements=["service_id", "starts_at"]))
+        blocked=False, updated_at=now()))
     return db.session.scalar(select(Slot.id).where(Slot.service_id == service.id,
                                                    Slot.starts_at == start))
 

@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
 from app.errors import APIError, Conflict, InvalidTransition, NotFound, ValidationFailed
 from app.extensions import db
+from app.inserts import insert_or_skip
 from app.models import Community, User
 from app.models.timebank import (
     EntryKind,
@@ -70,13 +69,7 @@ def _ensure_account(user_id: int, community_id: int | None) -> None:
     """Create the resident's account row if missing (safe when two requests race)."""
     values = {"user_id": user_id, "community_id": community_id, "balance": 0,
               "updated_at": now()}
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt = pg_insert(TimebankAccount).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(TimebankAccount).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        stmt = insert(TimebankAccount).values(**values)
+    stmt = insert_or_skip(TimebankAccount).values(**values)
     db.session.execute(stmt)
 
 
