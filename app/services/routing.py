@@ -33,9 +33,9 @@ def route_report(report_id: int) -> list[Ticket]:
     rule = match_rule(report, micro_grid_id)
     orgs = resolve_targets(report, rule)
     copy_grid_worker = bool(rule and rule.copy_grid_worker)
-    # the report is locked and still SUBMITTED: none of its tickets exists yet (fresh)
-    tickets = [open_ticket(report, org, actor_id=None, copy_grid_worker=copy_grid_worker,
-                           fresh=True, micro_grid_id=micro_grid_id) for org in orgs]
+    # the report is locked and still SUBMITTED: none of its tickets exists yet
+    tickets = [new_ticket(report, org, actor_id=None, micro_grid_id=micro_grid_id,
+                          copy_grid_worker=copy_grid_worker) for org in orgs]
     sync_report_status(report, tickets, actor_id=None,
                        note="已派发给" + "、".join(org.name for org in orgs))
     outbox.commit()
@@ -89,43 +89,40 @@ def _orgs_of_type(community_id: int, org_type: str) -> list[Org]:
         Org.community_id == community_id, Org.type == OrgType(org_type)).order_by(Org.id)))
 
 
-_LOOK_UP = object()  # open_ticket's micro_grid_id when the caller has not read it
+def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "") -> Ticket:
+    """The report's ticket for `org`, created once (unique on report and org): a transfer,
+    which may meet one of that org already, or a second run of itself."""
+    existing = _ticket_for(report, org)
+    if existing is not None:
+        return existing
+    try:
+        with db.session.begin_nested():
+            return new_ticket(report, org, actor_id=actor_id, note=note,
+                              micro_grid_id=_micro_grid_of(report))
+    except IntegrityError:  # another run got there first
+        return _ticket_for(report, org)
 
 
-def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "",
-                copy_grid_worker: bool = False, fresh: bool = False,
-                micro_grid_id: int | None | object = _LOOK_UP) -> Ticket:
-    """The report's ticket for `org`, created once (unique on report and org).
+def _ticket_for(report: Report, org: Org) -> Ticket | None:
+    return db.session.scalar(select(Ticket).where(Ticket.report_id == report.id,
+                                                  Ticket.org_id == org.id))
 
-    `fresh`: the caller knows the report has no ticket yet (routing holds the report's row
-    lock and found it unrouted): no look for an existing one and no savepoint - three round
-    trips fewer a ticket; the unique constraint still fails the transaction if that is wrong.
-    `micro_grid_id`: the report's building's micro-grid, when the caller has read it already.
-    """
-    if not fresh:
-        existing = db.session.scalar(select(Ticket).where(Ticket.report_id == report.id,
-                                                          Ticket.org_id == org.id))
-        if existing is not None:
-            return existing
+
+def new_ticket(report: Report, org: Org, *, actor_id: int | None, micro_grid_id: int | None,
+               note: str = "", copy_grid_worker: bool = False) -> Ticket:
+    """A new ticket of the report for `org` (`micro_grid_id`: its building's), with its `route`
+    step and the org's notification. The caller knows there is none yet - routing holds the
+    report's row lock and found it unrouted, so no look for one and no savepoint (three round
+    trips a ticket); the unique constraint still fails the transaction if that is wrong."""
     category = db.session.get(ReportCategory, report.category_id)
-    if micro_grid_id is _LOOK_UP:
-        micro_grid_id = _micro_grid_of(report)
     stamp, sla = now(), timedelta(hours=category.sla_hours)
     ticket = Ticket(community_id=report.community_id, report_id=report.id, org_id=org.id,
                     category_id=report.category_id, building_id=report.building_id,
                     micro_grid_id=micro_grid_id, created_at=stamp,
                     accept_by=stamp + min(MAX_ACCEPT_WINDOW, sla / 4), expected_at=stamp + sla,
                     grid_worker_id=_grid_worker(micro_grid_id) if copy_grid_worker else None)
-    if fresh:
-        db.session.add(ticket)
-        db.session.flush()
-    else:
-        try:
-            with db.session.begin_nested():
-                db.session.add(ticket)
-        except IntegrityError:  # another run of the job got there first
-            return db.session.scalar(select(Ticket).where(Ticket.report_id == report.id,
-                                                          Ticket.org_id == org.id))
+    db.session.add(ticket)
+    db.session.flush()
     event = record_event(report, "route", actor_id=actor_id, ticket=ticket,
                          to_status=str(ticket.status), note=note or f"已派发给{org.name}")
     outbox.add_job("notify_ticket_org", ticket_id=ticket.id, event_id=event.id)

@@ -267,7 +267,10 @@ def test_the_streams_events_are_what_the_openapi_document_says(app, client, plac
         assert data["order_id"] == placed.id
 
 
-def test_a_bad_last_event_id_is_422_before_the_stream_starts(client, place):
-    response = client.get(STREAM, headers={**f.headers(place.cook), "Last-Event-ID": "zzz"})
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_a_bad_last_event_id_is_422_before_the_stream_starts(client, place, where):
+    headers = f.headers(place.cook) | ({"Last-Event-ID": "zzz"} if where == "header" else {})
+    response = client.get(STREAM + ("?cursor=zzz" if where == "query" else ""), headers=headers)
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "invalid_cursor"
+    assert response.mimetype == "application/json"  # the error shape, not a stream
