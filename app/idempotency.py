@@ -5,18 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from copy import deepcopy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 
 from flask import Response, make_response, request
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, ValidationFailed
 from app.extensions import db
-from app.inserts import insert_new
-from app.models import IdempotencyRecord
+from app.models import IdempotencyRecord, utcnow
 from app.security import current_user_id
 from app.services import outbox
 
@@ -85,10 +84,8 @@ def _claim(claim: Claim) -> tuple[int | None, Response | None]:
     request with the same key waits on the unique index until the first one commits (then it is
     answered from the record) or rolls back (then it takes the key).
     """
-    record = IdempotencyRecord(**asdict(claim))
-    try:  # a plain INSERT (app.inserts): no unit of work
-        insert_new(record)
-        return record.id, None
+    try:
+        return _write(claim), None
     except IntegrityError:
         db.session.rollback()
     existing = db.session.scalar(select(IdempotencyRecord).where(
@@ -132,8 +129,15 @@ def _run_and_store(record_id: int, claim: Claim, fn: Callable, args, kwargs) -> 
     return response
 
 
-# The answer's columns come from the parameters' names (prebuilt: no statement per request).
+# Prebuilt (no statement or ORM object per request); the columns come from the parameters' names.
+CLAIM = insert(IdempotencyRecord).returning(IdempotencyRecord.id)
 STORE = update(IdempotencyRecord).where(IdempotencyRecord.id == bindparam("record_id"))
+
+
+def _write(claim: Claim, **answer) -> int:
+    """INSERT the claim (with its answer, if given) in the session's transaction: its id."""
+    row = {**vars(claim), "created_at": utcnow(), **answer}
+    return db.session.connection().execute(CLAIM, row).scalar_one()
 
 
 def _store(record_id: int, claim: Claim, response: Response) -> None:
@@ -146,7 +150,7 @@ def _store(record_id: int, claim: Claim, response: Response) -> None:
     if stored:
         return
     try:
-        insert_new(IdempotencyRecord(**asdict(claim), **answer))
+        _write(claim, **answer)
         db.session.commit()
     except IntegrityError:  # the key was taken in the meantime: that request's answer stands
         db.session.rollback()

@@ -517,13 +517,15 @@ def result_from(scenario: Scenario, summary: dict, probe_status: int,
 
 
 def profile_run(pids: list[int], seconds: float, name: str) -> list[subprocess.Popen]:
-    """py-spy profiles (speedscope JSON) of the gunicorn workers during the measured run."""
+    """py-spy profiles (speedscope JSON) of the gunicorn workers during the measured run: only
+    the thread holding the GIL is sampled, so they show where the CPU goes (a thread waiting for
+    PostgreSQL, Redis or the GIL is left out)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
     RESULTS_DIR.mkdir(exist_ok=True)
     return [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                              "--rate", "200", "--nonblocking", "--format", "speedscope",
+                              "--rate", "200", "--nonblocking", "--gil", "--format", "speedscope",
                               "--output", str(RESULTS_DIR / f"profile-{name}-{pid}.json")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for pid in pids]

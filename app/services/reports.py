@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from flask import current_app
+from flask_jwt_extended import get_jwt
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -176,14 +178,50 @@ def _bad(field: str, code: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, code=code, details={"fields": {field: [message]}})
 
 
-# A building's community (id, centre, radius) and the caller's own community, in one statement
-# (prebuilt, with bind parameters; read as plain rows).
+class Place(NamedTuple):
+    """A building's community: its id, centre and radius (what resolve_location checks)."""
+
+    id: int
+    center_lat: float | None
+    center_lng: float | None
+    radius_m: int
+
+
+# Prebuilt, with a bind parameter; read as a plain row.
 BUILDING_PLACE = (
-    select(Community.id, Community.center_lat, Community.center_lng, Community.radius_m,
-           select(User.community_id).where(User.id == bindparam("user_id"))
-           .scalar_subquery().label("home_id"))
+    select(Community.id, Community.center_lat, Community.center_lng, Community.radius_m)
     .join_from(Building, Community, Community.id == Building.community_id)
     .where(Building.id == bindparam("building_id")))
+cache.watch(Building, "places")
+cache.watch(Community, "places")
+
+
+def building_place(building_id: int) -> Place | None:
+    """The community of a building (None: no such building), from the shared cache until a
+    building or a community is written (app/services/cache.py)."""
+    def read() -> list | None:
+        row = db.session.connection().execute(BUILDING_PLACE, {"building_id": building_id}).first()
+        return None if row is None else list(row)
+
+    # v1: the shape of the cached list (bump it when Place changes)
+    found = cache.cached(f"places:building:{building_id}:v1", 3600, read, depends_on=("places",))
+    return None if found is None else Place(*found)
+
+
+def home_community_id(user_id: int) -> int | None:
+    """The community of the user's home (None until their household is approved).
+
+    For the signed-in caller it is their token's `community_id` claim: an account's community is
+    set once, when its first household is approved, and never changes (app/services/accounts.py),
+    so a token from before then says None as the account did. Anyone else's is read.
+    """
+    try:
+        claims = get_jwt()
+    except RuntimeError:  # no verified token in this context (a job, a CLI command, a test)
+        claims = {}
+    if claims.get("sub") == str(user_id) and "community_id" in claims:
+        return claims["community_id"]
+    return db.session.scalar(select(User.community_id).where(User.id == user_id))
 
 
 def resolve_location(*, user_id: int, building_id: int | None, lat: float | None,
@@ -191,14 +229,12 @@ def resolve_location(*, user_id: int, building_id: int | None, lat: float | None
     """The id of the community a report is about; 422 when outside the caller's reach."""
     if building_id is None and (lat is None or lng is None):
         raise _bad("location", "location_required", "请选择楼栋或提供位置")
+    home_id = home_community_id(user_id)
     if building_id is not None:
-        community = db.session.connection().execute(
-            BUILDING_PLACE, {"building_id": building_id, "user_id": user_id}).first()
+        community = building_place(building_id)
         if community is None:
             raise _bad("building_id", "building_not_found", "楼栋不存在")
-        home_id = community.home_id
     else:
-        home_id = db.session.scalar(select(User.community_id).where(User.id == user_id))
         community = (db.session.get(Community, home_id) if home_id is not None
                      else _nearest_community(lat, lng))
     if home_id is not None and community.id != home_id:
@@ -207,7 +243,7 @@ def resolve_location(*, user_id: int, building_id: int | None, lat: float | None
     return community.id
 
 
-def check_in_community(community: Community, lat: float | None, lng: float | None) -> None:
+def check_in_community(community: Community | Place, lat: float | None, lng: float | None) -> None:
     """422 `location_outside_community` when the point is far outside the community."""
     if lat is not None and lng is not None and _outside(community, lat, lng):
         raise _bad("lat", "location_outside_community", "位置不在社区范围内")

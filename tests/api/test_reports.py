@@ -208,6 +208,46 @@ def test_a_category_changed_after_it_was_cached_is_read_afresh(client, place):
     assert error_code(submit(client, place, category="lighting")) == "unknown_category"
 
 
+
+def test_a_building_moved_after_it_was_cached_is_read_afresh(client, place):
+    other = f.community()
+    filed(client, place, building_id=place.bld2.id)  # the building's community now cached
+    place.bld2.community_id = other.id
+    db.session.commit()
+    r = submit(client, place, building_id=place.bld2.id)
+    assert r.status_code == 422 and error_code(r) == "building_not_in_community"
+    place.bld2.community_id = place.comm.id
+    db.session.commit()
+    assert filed(client, place, building_id=place.bld2.id)["building_id"] == place.bld2.id
+
+
+def test_a_community_moved_after_it_was_cached_is_read_afresh(client, place):
+    filed(client, place, lat=HERE[0], lng=HERE[1])  # the building's community now cached
+    far = metres_north(HERE, 20_000)
+    place.comm.center_lat, place.comm.center_lng = far
+    db.session.commit()
+    r = submit(client, place, lat=HERE[0], lng=HERE[1])
+    assert r.status_code == 422 and error_code(r) == "location_outside_community"
+
+
+def test_the_home_community_comes_from_the_token(client, place, worker_later):
+    # An account's community is set once (its household's approval) and never changes, so the
+    # token's community_id claim stands for it: a submission does not read the account.
+    headers = f.headers(place.resident)
+    with statements() as seen:
+        r = client.post("/api/v1/reports", json=report_body(place), headers=headers)
+    assert r.status_code == 201, r.get_json()
+    assert not [s for s in seen if "FROM users" in s]
+    # A token from before the approval says none, as the account did then: no home to check.
+    homeless = f.resident(None)
+    token_before = f.headers(homeless)
+    homeless.community_id = f.community().id
+    db.session.commit()
+    r = client.post("/api/v1/reports", json=report_body(place), headers=token_before)
+    assert r.status_code == 201, r.get_json()
+    r = client.post("/api/v1/reports", json=report_body(place), headers=f.headers(homeless))
+    assert r.status_code == 422 and error_code(r) == "building_not_in_community"
+
 # ---- Idempotency-Key -----------------------------------------------------------------------
 
 def test_same_idempotency_key_and_body_replays_the_first_report(client, place):
