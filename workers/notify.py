@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from app.extensions import db
 from app.models import Org
-from app.models.reports import Report, ReportCategory, ReportEvent, ReportFollower, Ticket
-from app.services import notifications
+from app.models.reports import Report, ReportEvent, ReportFollower, Ticket
+from app.services import notifications, reports
 from app.services.labels import REPORT_STATUS_LABELS, event_label
 from app.services.tickets import office_org_ids
 from workers.jobs import job
@@ -24,7 +24,7 @@ def notify_report_update(report_id: int, event_id: int) -> int:
     report, event = db.session.get(Report, report_id), db.session.get(ReportEvent, event_id)
     if report is None or event is None or not (event.public or event.to_status):
         return 0  # internal comments stay internal; status changes always reach the resident
-    category = db.session.get(ReportCategory, report.category_id)
+    category = reports.category_by_id(report.category_id)
     # The state this step moved to, not the report's state when the job happens to run.
     state = event.to_status if event.ticket_id is None and event.to_status else str(report.status)
     status = REPORT_STATUS_LABELS[state]
@@ -49,7 +49,7 @@ def notify_ticket_org(ticket_id: int, event_id: int) -> int:
     ticket, event = db.session.get(Ticket, ticket_id), db.session.get(ReportEvent, event_id)
     if ticket is None or event is None:
         return 0
-    category = db.session.get(ReportCategory, ticket.category_id)
+    category = reports.category_by_id(ticket.category_id)
     title = f"工单 #{ticket.id}（{category.name}）：{event_label(event)}"
     data = {"ticket_id": ticket.id, "report_id": ticket.report_id, "event_id": event.id}
     # read before notify_org commits (a commit expires them: two SELECTs more)

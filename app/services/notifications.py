@@ -9,10 +9,11 @@ from contextlib import contextmanager
 
 from flask import current_app, g
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from app.errors import APIError, RateLimited, UpstreamError, ValidationFailed
 from app.extensions import db
+from app.inserts import insert_or_skip
 from app.models import Membership, Notification, NotificationPreference, User, utcnow
 from app.pagination import keyset_page
 
@@ -149,10 +150,7 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
                 page: str | None = None) -> Notification | None:
     """Keep an in-app notification (once per dedupe_key) and send its subscribe message."""
     note = _note(user_id, kind, title, body, data, dedupe_key)
-    try:
-        with db.session.begin_nested():
-            db.session.add(note)
-    except IntegrityError:
+    if not _keep(note):
         # Already kept: a retried job must not message twice, unless WeChat failed last time.
         note = _awaiting_resend(note.dedupe_key) if wx_data is not None else None
         if note is None:
@@ -169,7 +167,28 @@ def _note(user_id: int, kind: str, title: str, body: str, data: dict | None,
           dedupe_key: str) -> Notification:
     """A new in-app notification, its texts cut to their columns, its key made to fit."""
     return Notification(user_id=user_id, kind=kind, title=title[:100], body=body[:500],
-                        data=data or {}, dedupe_key=fitted_key(dedupe_key))
+                        data=data or {}, dedupe_key=fitted_key(dedupe_key), wx_status=None,
+                        wx_error=None, read_at=None, created_at=utcnow())
+
+
+NOTE_COLUMNS = ("user_id", "kind", "title", "body", "data", "dedupe_key", "wx_status", "wx_error",
+                "read_at", "created_at")
+
+
+def _keep(note: Notification) -> bool:
+    """Write the note unless one with its dedupe_key is kept (False): one INSERT ... ON CONFLICT
+    DO NOTHING - no savepoint to catch the duplicate in. A new note joins the session as
+    written, so what is set on it later is an UPDATE at the commit."""
+    db.session.flush()  # what the caller added first (e.g. the user) is in before it
+    new_id = db.session.connection().execute(
+        insert_or_skip(Notification).returning(Notification.id),
+        {column: getattr(note, column) for column in NOTE_COLUMNS}).scalar()
+    if new_id is None:
+        return False
+    note.id = new_id
+    make_transient_to_detached(note)
+    db.session.add(note)
+    return True
 
 
 DEDUPE_KEY_LENGTH = 120  # Notification.dedupe_key's column
@@ -235,16 +254,17 @@ def notify_org(*, org_id: int, kind: str, title: str, body: str, dedupe_key: str
                data: dict | None = None) -> int:
     """An in-app notification to every staff member of the org; returns how many were new.
 
-    One INSERT for the staff not yet notified and one commit, however many there are (a
-    community office with its grid workers has dozens: a transaction each was most of the
-    worker's time per report). A job running twice at once hits the unique dedupe key, fails,
-    and its retry finds the notifications kept.
+    One INSERT ... ON CONFLICT DO NOTHING and one commit, however many there are (a community
+    office with its grid workers has dozens: a transaction each was most of the worker's time
+    per report). The staff notified by an earlier run are skipped by their dedupe key; a run at
+    the same time waits on the key for the other's commit, then skips them too.
     """
-    new = [_note(user_id, kind, title, body, data, f"{dedupe_key}:u{user_id}")
-           for user_id in org_staff_ids(org_id)]
-    kept = set(db.session.scalars(select(Notification.dedupe_key).where(
-        Notification.dedupe_key.in_([note.dedupe_key for note in new]))))
-    new = [note for note in new if note.dedupe_key not in kept]
-    db.session.add_all(new)
+    rows = [{column: getattr(note, column) for column in NOTE_COLUMNS}
+            for user_id in org_staff_ids(org_id)
+            for note in [_note(user_id, kind, title, body, data, f"{dedupe_key}:u{user_id}")]]
+    added = 0
+    if rows:  # one statement: the staff already notified (a rerun) are skipped by their key
+        added = len(db.session.connection().execute(
+            insert_or_skip(Notification).returning(Notification.id), rows).all())
     db.session.commit()
-    return len(new)
+    return added

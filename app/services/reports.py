@@ -95,11 +95,24 @@ def category_by_code(code: str) -> ReportCategory:
     if columns is None:
         raise ValidationFailed("没有这个问题类别", code="unknown_category",
                                details={"fields": {"category": ["未知的类别"]}})
+    return _in_session(columns)
+
+
+def category_by_id(category_id: int) -> ReportCategory:
+    """A report's category: an active one from the cached catalogue, else read."""
+    columns = next((c for c in active_categories().values() if c["id"] == category_id), None)
+    if columns is None:  # retired since the report was filed
+        return db.session.get(ReportCategory, category_id)
+    return _in_session(columns)
+
+
+def _in_session(columns: dict) -> ReportCategory:
+    """The category of the cached columns in the session: the one it holds, or the columns
+    joined to it as if just loaded (SQLAlchemy's recipe for cached objects) - no SELECT, and
+    nothing to write back."""
     loaded = db.session.identity_map.get(db.session.identity_key(ReportCategory, columns["id"]))
     if loaded is not None:
         return loaded
-    # The cached row joins the session as if just loaded (SQLAlchemy's recipe for cached
-    # objects): no SELECT, and nothing to write back.
     category = ReportCategory(**columns)
     make_transient_to_detached(category)
     db.session.add(category)

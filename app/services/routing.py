@@ -10,9 +10,9 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Building, MicroGrid, Org, OrgType
-from app.models.reports import Report, ReportCategory, ReportStatus, RoutingRule, Ticket
+from app.models.reports import Report, ReportStatus, RoutingRule, Ticket
 from app.services import outbox
-from app.services.reports import now, record_event, sync_report_status
+from app.services.reports import category_by_id, now, record_event, sync_report_status
 
 MAX_ACCEPT_WINDOW = timedelta(hours=2)
 
@@ -114,7 +114,7 @@ def new_ticket(report: Report, org: Org, *, actor_id: int | None, micro_grid_id:
     step and the org's notification. The caller knows there is none yet - routing holds the
     report's row lock and found it unrouted, so no look for one and no savepoint (three round
     trips a ticket); the unique constraint still fails the transaction if that is wrong."""
-    category = db.session.get(ReportCategory, report.category_id)
+    category = category_by_id(report.category_id)
     stamp, sla = now(), timedelta(hours=category.sla_hours)
     ticket = Ticket(community_id=report.community_id, report_id=report.id, org_id=org.id,
                     category_id=report.category_id, building_id=report.building_id,

@@ -65,3 +65,35 @@ def test_long_dedupe_keys_that_differ_past_the_column_stay_distinct(app):
     with db.engine.connect() as conn:
         keys = conn.scalars(select(Notification.dedupe_key)).all()
     assert max(map(len, keys)) <= DEDUPE_KEY_LENGTH
+
+
+def test_a_users_notification_is_one_insert_and_a_rerun_changes_nothing(app):
+    from tests.sql_fixtures import statements
+
+    resident = f.resident().id
+    db.session.commit()
+    with statements() as first:
+        note = notify_user(user_id=resident, kind="report_update", title="已受理", body="",
+                           dedupe_key="report-event:7:u1", data={"report_id": 7})
+    assert [s.split()[0] for s in first] == ["INSERT"]  # no savepoint around it
+    assert note.id and note.title == "已受理" and note.data == {"report_id": 7}
+    with statements() as again:
+        assert notify_user(user_id=resident, kind="report_update", title="已受理", body="",
+                           dedupe_key="report-event:7:u1") is None
+    assert [s.split()[0] for s in again] == ["INSERT"]  # skipped by its key, no error
+    assert _notified() == [(resident, "已受理")]
+
+
+def test_what_is_set_on_a_new_users_notification_is_written(app, monkeypatch):
+    from app.services import notifications
+
+    resident = f.resident()
+    db.session.commit()
+    # the subscribe message's outcome is set on the note after its INSERT
+    monkeypatch.setattr(notifications, "template_id", lambda kind: None)
+    note = notify_user(user_id=resident.id, kind="report_update", title="已处理", body="",
+                       dedupe_key="report-event:8:u1", wx_data={"thing1": "x"})
+    assert note.wx_status == "skipped"
+    with db.engine.connect() as conn:
+        assert conn.scalar(select(Notification.wx_status).where(
+            Notification.id == note.id)) == "skipped"

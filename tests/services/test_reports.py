@@ -274,3 +274,24 @@ def test_nearby_only_lists_open_reports(place):
     db.session.commit()
     assert reports.nearby_reports(user_id=place.neighbour.id, category="broken_facility",
                                   lat=HERE[0], lng=HERE[1], building_id=None) == []
+
+
+def test_a_category_by_id_comes_from_the_catalogue_unless_retired(place):
+    from app.models.reports import ReportCategory
+    from tests.sql_fixtures import statements
+
+    lighting = db.session.scalar(select(ReportCategory).where(ReportCategory.code == "lighting"))
+    lighting_id = lighting.id
+    reports.active_categories()  # the catalogue cached
+    db.session.expunge_all()
+    with statements() as seen:
+        assert reports.category_by_id(lighting_id).name == "路灯/楼道灯不亮"
+    assert not seen
+    retired = db.session.get(ReportCategory, lighting_id)
+    retired.is_active = False
+    db.session.commit()
+    db.session.expunge_all()
+    with statements() as seen:
+        assert reports.category_by_id(lighting_id).code == "lighting"
+    # the catalogue read afresh (a category was written), then this one, no longer in it
+    assert "WHERE report_categories.id =" in seen[-1]
