@@ -96,6 +96,13 @@ def is_platform_operator(claims: dict) -> bool:
     return bool(user and user.is_active and user.is_platform_operator)
 
 
+def token_community_id() -> int | None:
+    """The community the caller's token names: final when it names one (an account's community,
+    once set, never changes); None when the account had none as the token was issued - since
+    changed perhaps, so read the account then."""
+    return get_jwt().get("community_id")
+
+
 def current_user_id() -> int:
     """The id of the authenticated user (identity is the user id as a string)."""
     return int(get_jwt_identity())

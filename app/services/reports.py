@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from flask import current_app
-from flask_jwt_extended import get_jwt
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -200,51 +199,52 @@ class Place(NamedTuple):
     radius_m: int
 
 
-# Prebuilt, with a bind parameter; read as a plain row.
+# Prebuilt, with bind parameters; read as plain rows.
 BUILDING_PLACE = (
     select(Community.id, Community.center_lat, Community.center_lng, Community.radius_m)
     .join_from(Building, Community, Community.id == Building.community_id)
     .where(Building.id == bindparam("building_id")))
+COMMUNITY_PLACE = select(Community.id, Community.center_lat, Community.center_lng,
+                         Community.radius_m).where(Community.id == bindparam("community_id"))
+COMMUNITY_BUILDINGS = select(Building.id).where(Building.community_id == bindparam("community_id"))
 cache.watch(Building, "places")
 cache.watch(Community, "places")
 
 
-def building_place(building_id: int) -> Place | None:
-    """The community of a building (None: no such building), from the shared cache until a
-    building or a community is written (app/services/cache.py)."""
-    def read() -> list | None:
-        row = db.session.connection().execute(BUILDING_PLACE, {"building_id": building_id}).first()
-        return None if row is None else list(row)
+def building_place(building_id: int, home_id: int | None) -> Place | None:
+    """The community of a building (None: no such building). A building of the caller's own
+    community (`home_id`) is found in that community's cached list of buildings (the shared
+    cache, until a building or a community is written); any other is read."""
+    if home_id is not None:
+        home = cache.cached(f"places:community:{home_id}:v1", 300,
+                            lambda: _community_places(home_id), depends_on=("places",))
+        if home["place"] is not None and building_id in home["buildings"]:
+            return Place(*home["place"])
+    row = db.session.connection().execute(BUILDING_PLACE, {"building_id": building_id}).first()
+    return None if row is None else Place(*row)
 
-    # v1: the shape of the cached list (bump it when Place changes)
-    found = cache.cached(f"places:building:{building_id}:v1", 3600, read, depends_on=("places",))
-    return None if found is None else Place(*found)
 
-
-def home_community_id(user_id: int) -> int | None:
-    """The community of the user's home (None until their household is approved).
-
-    For the signed-in caller it is their token's `community_id` claim: an account's community is
-    set once, when its first household is approved, and never changes (app/services/accounts.py),
-    so a token from before then says None as the account did. Anyone else's is read.
-    """
-    try:
-        claims = get_jwt()
-    except RuntimeError:  # no verified token in this context (a job, a CLI command, a test)
-        claims = {}
-    if claims.get("sub") == str(user_id) and "community_id" in claims:
-        return claims["community_id"]
-    return db.session.scalar(select(User.community_id).where(User.id == user_id))
+def _community_places(community_id: int) -> dict:
+    """A community's place and the ids of its buildings, as the cache keeps them (v1)."""
+    connection, ids = db.session.connection(), {"community_id": community_id}
+    place = connection.execute(COMMUNITY_PLACE, ids).first()
+    return {"place": None if place is None else list(place),
+            "buildings": list(connection.execute(COMMUNITY_BUILDINGS, ids).scalars())}
 
 
 def resolve_location(*, user_id: int, building_id: int | None, lat: float | None,
-                     lng: float | None) -> int:
-    """The id of the community a report is about; 422 when outside the caller's reach."""
+                     lng: float | None, home_id: int | None = None) -> int:
+    """The id of the community a report is about; 422 when outside the caller's reach.
+
+    `home_id`: the user's community when the caller knows it (their token's, which is final
+    once set: app.security.token_community_id); otherwise the account is read.
+    """
     if building_id is None and (lat is None or lng is None):
         raise _bad("location", "location_required", "请选择楼栋或提供位置")
-    home_id = home_community_id(user_id)
+    if home_id is None:
+        home_id = db.session.scalar(select(User.community_id).where(User.id == user_id))
     if building_id is not None:
-        community = building_place(building_id)
+        community = building_place(building_id, home_id)
         if community is None:
             raise _bad("building_id", "building_not_found", "楼栋不存在")
     else:
@@ -282,8 +282,10 @@ def _outside(community, lat: float, lng: float) -> bool:
 def submit_report(*, reporter_id: int, category: str, description: str,
                   photo_ids: list[int], building_id: int | None = None,
                   lat: float | None = None, lng: float | None = None,
-                  location_text: str = "", extra: dict | None = None) -> Report:
-    """File a report and queue its routing, in one transaction."""
+                  location_text: str = "", extra: dict | None = None,
+                  home_id: int | None = None) -> Report:
+    """File a report and queue its routing, in one transaction (`home_id`: as for
+    resolve_location)."""
     from app.services import uploads
 
     cat = category_by_code(category)
@@ -295,7 +297,7 @@ def submit_report(*, reporter_id: int, category: str, description: str,
     if cat.photo_required and not photos:
         raise _bad("photo_ids", "photo_required", "该类问题需要上传照片")
     community_id = resolve_location(user_id=reporter_id, building_id=building_id,
-                                    lat=lat, lng=lng)
+                                    lat=lat, lng=lng, home_id=home_id)
     config = current_app.config  # REPORT_RATE_LIMIT / _WINDOW_SECONDS: defaults in app/config.py
     ratelimit.take(f"reports:{reporter_id}", config["REPORT_RATE_LIMIT"],
                    config["REPORT_RATE_WINDOW_SECONDS"], "提交太频繁，请稍后再试")
@@ -410,12 +412,14 @@ def my_reports(*, user_id: int, cursor: str | None, limit: int) -> tuple[list[Re
 
 
 def nearby_reports(*, user_id: int, category: str, lat: float | None, lng: float | None,
-                   building_id: int | None) -> list[Report]:
-    """Open public reports of the category within ~100 m or in the same building."""
+                   building_id: int | None, home_id: int | None = None) -> list[Report]:
+    """Open public reports of the category within ~100 m or in the same building (`home_id`:
+    as for resolve_location)."""
     cat = category_by_code(category)
     if cat.is_private:
         return []
-    community_id = resolve_location(user_id=user_id, building_id=building_id, lat=lat, lng=lng)
+    community_id = resolve_location(user_id=user_id, building_id=building_id, lat=lat, lng=lng,
+                                    home_id=home_id)
     stmt = select(Report).where(Report.community_id == community_id,
                                 Report.category_id == cat.id,
                                 Report.status.in_(OPEN_STATUSES))

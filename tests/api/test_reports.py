@@ -231,22 +231,31 @@ def test_a_community_moved_after_it_was_cached_is_read_afresh(client, place):
 
 
 def test_the_home_community_comes_from_the_token(client, place, worker_later):
-    # An account's community is set once (its household's approval) and never changes, so the
-    # token's community_id claim stands for it: a submission does not read the account.
+    # An account's community, once set, never changes: the token's community_id claim stands
+    # for it and a submission does not read the account.
     headers = f.headers(place.resident)
     with statements() as seen:
         r = client.post("/api/v1/reports", json=report_body(place), headers=headers)
     assert r.status_code == 201, r.get_json()
     assert not [s for s in seen if "FROM users" in s]
-    # A token from before the approval says none, as the account did then: no home to check.
+    # A token from before the household's approval says none: the account is read, so the
+    # community it has now counts at once.
     homeless = f.resident(None)
     token_before = f.headers(homeless)
     homeless.community_id = f.community().id
     db.session.commit()
-    r = client.post("/api/v1/reports", json=report_body(place), headers=token_before)
-    assert r.status_code == 201, r.get_json()
-    r = client.post("/api/v1/reports", json=report_body(place), headers=f.headers(homeless))
-    assert r.status_code == 422 and error_code(r) == "building_not_in_community"
+    for headers in (token_before, f.headers(homeless)):
+        r = client.post("/api/v1/reports", json=report_body(place), headers=headers)
+        assert r.status_code == 422 and error_code(r) == "building_not_in_community"
+
+
+def test_a_building_of_the_callers_community_created_after_its_list_was_cached(client, place):
+    filed(client, place)  # the community's buildings now cached
+    newer = f.building(place.comm, number="9")
+    db.session.commit()
+    assert filed(client, place, building_id=newer.id)["building_id"] == newer.id
+    r = submit(client, place, building_id=newer.id + 1000)
+    assert r.status_code == 422 and error_code(r) == "building_not_found"
 
 # ---- Idempotency-Key -----------------------------------------------------------------------
 

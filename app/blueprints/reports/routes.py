@@ -19,7 +19,7 @@ from app.blueprints.reports.schemas import (
     UrgeResultSchema,
 )
 from app.idempotency import idempotent
-from app.security import RESIDENT, current_user_id, role_required
+from app.security import RESIDENT, current_user_id, role_required, token_community_id
 from app.services import report_catalogue, reports  # noqa: F401 - catalogue registers its seed step
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1",
@@ -44,7 +44,8 @@ class Reports(MethodView):
     @rate_limited(blp, "too many reports from the resident this hour")
     def post(self, body):
         """Report a problem; it is routed to the right org in the background."""
-        return reports.submit_report(reporter_id=current_user_id(), **body)
+        return reports.submit_report(reporter_id=current_user_id(),
+                                     home_id=token_community_id(), **body)
 
 
 @blp.route("/reports/mine")
@@ -65,7 +66,8 @@ class NearbyReports(MethodView):
     @blp.response(200, NearbyListSchema)
     def get(self, args):
         """Open reports of the category within ~100 m or in the same building."""
-        return {"items": reports.nearby_reports(user_id=current_user_id(), **args),
+        return {"items": reports.nearby_reports(user_id=current_user_id(),
+                                                home_id=token_community_id(), **args),
                 "next_cursor": None}
 
 
