@@ -84,6 +84,12 @@ def _id_of(obj) -> int | None:
     return getattr(obj, _id_key(inspect(type(obj))))
 
 
+def row_of(obj) -> dict:
+    """The column values of a new object, as insert_new would write them (for statements of
+    one's own, e.g. insert_or_skip)."""
+    return _values(obj, inspect(type(obj)))
+
+
 def _values(obj, mapper: Mapper) -> dict:
     """The row: what was set on the object, its relationships' keys, the columns' defaults."""
     state = vars(obj)

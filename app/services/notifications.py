@@ -13,7 +13,7 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from app.errors import APIError, RateLimited, UpstreamError, ValidationFailed
 from app.extensions import db
-from app.inserts import insert_or_skip
+from app.inserts import insert_or_skip, row_of
 from app.models import Membership, Notification, NotificationPreference, User, utcnow
 from app.pagination import keyset_page
 
@@ -165,14 +165,11 @@ def notify_user(*, user_id: int, kind: str, title: str, body: str, dedupe_key: s
 
 def _note(user_id: int, kind: str, title: str, body: str, data: dict | None,
           dedupe_key: str) -> Notification:
-    """A new in-app notification, its texts cut to their columns, its key made to fit."""
+    """A new in-app notification, its texts cut to their columns, its key made to fit - every
+    column set, so once written it joins the session with nothing left to load (_keep)."""
     return Notification(user_id=user_id, kind=kind, title=title[:100], body=body[:500],
                         data=data or {}, dedupe_key=fitted_key(dedupe_key), wx_status=None,
                         wx_error=None, read_at=None, created_at=utcnow())
-
-
-NOTE_COLUMNS = ("user_id", "kind", "title", "body", "data", "dedupe_key", "wx_status", "wx_error",
-                "read_at", "created_at")
 
 
 def _keep(note: Notification) -> bool:
@@ -182,7 +179,7 @@ def _keep(note: Notification) -> bool:
     db.session.flush()  # what the caller added first (e.g. the user) is in before it
     new_id = db.session.connection().execute(
         insert_or_skip(Notification).returning(Notification.id),
-        {column: getattr(note, column) for column in NOTE_COLUMNS}).scalar()
+        row_of(note)).scalar()
     if new_id is None:
         return False
     note.id = new_id
@@ -259,9 +256,8 @@ def notify_org(*, org_id: int, kind: str, title: str, body: str, dedupe_key: str
     per report). The staff notified by an earlier run are skipped by their dedupe key; a run at
     the same time waits on the key for the other's commit, then skips them too.
     """
-    rows = [{column: getattr(note, column) for column in NOTE_COLUMNS}
-            for user_id in org_staff_ids(org_id)
-            for note in [_note(user_id, kind, title, body, data, f"{dedupe_key}:u{user_id}")]]
+    rows = [row_of(_note(user_id, kind, title, body, data, f"{dedupe_key}:u{user_id}"))
+            for user_id in org_staff_ids(org_id)]
     added = 0
     if rows:  # one statement: the staff already notified (a rerun) are skipped by their key
         added = len(db.session.connection().execute(

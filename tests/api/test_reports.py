@@ -214,8 +214,10 @@ def test_a_building_moved_after_it_was_cached_is_read_afresh(client, place):
     filed(client, place, building_id=place.bld2.id)  # the building's community now cached
     place.bld2.community_id = other.id
     db.session.commit()
+    before = written()
     r = submit(client, place, building_id=place.bld2.id)
     assert r.status_code == 422 and error_code(r) == "building_not_in_community"
+    assert written() == before
     place.bld2.community_id = place.comm.id
     db.session.commit()
     assert filed(client, place, building_id=place.bld2.id)["building_id"] == place.bld2.id
@@ -244,9 +246,11 @@ def test_the_home_community_comes_from_the_token(client, place, worker_later):
     token_before = f.headers(homeless)
     homeless.community_id = f.community().id
     db.session.commit()
+    before = written()
     for headers in (token_before, f.headers(homeless)):
         r = client.post("/api/v1/reports", json=report_body(place), headers=headers)
         assert r.status_code == 422 and error_code(r) == "building_not_in_community"
+    assert written() == before
 
 
 def test_a_building_of_the_callers_community_created_after_its_list_was_cached(client, place):
@@ -254,8 +258,10 @@ def test_a_building_of_the_callers_community_created_after_its_list_was_cached(c
     newer = f.building(place.comm, number="9")
     db.session.commit()
     assert filed(client, place, building_id=newer.id)["building_id"] == newer.id
+    before = written()
     r = submit(client, place, building_id=newer.id + 1000)
     assert r.status_code == 422 and error_code(r) == "building_not_found"
+    assert written() == before
 
 # ---- Idempotency-Key -----------------------------------------------------------------------
 
