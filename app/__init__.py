@@ -9,6 +9,7 @@ import uuid
 from flask import Flask, g, request
 from werkzeug.routing import IntegerConverter
 
+from app import admission
 from app.config import load_config
 from app.jsonio import OrjsonProvider
 
@@ -31,6 +32,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_errors(app)
     register_commands(app)
     register_benchmark(app)
+    admission.install(app)
     return app
 
 

@@ -19,6 +19,7 @@ from flask import current_app
 from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 
+from app import admission
 from app.config import MOCK_WX_API_BASE
 from app.errors import RateLimited, UpstreamError, ValidationFailed
 
@@ -201,6 +202,7 @@ class WeChatClient:
         """Hold the token lock when Redis grants it in time; go on without it otherwise."""
         lock = self.redis.lock(self.token_key + ":lock", timeout=10, blocking_timeout=5,
                                lock_class=_TransactionLock)
+        admission.leave()  # up to 5 s of waiting: other requests take this one's turn
         try:
             acquired = lock.acquire()
         except redis.RedisError:
@@ -226,6 +228,7 @@ class WeChatClient:
 
     def _request(self, method: str, path: str, **kwargs) -> dict:
         """One HTTP call to WeChat, returning its JSON object; transport trouble is a 502."""
+        admission.leave()  # a slow WeChat must not hold up the process's other requests
         try:
             response = self._http.request(method, path, **kwargs)
             response.raise_for_status()

@@ -58,6 +58,7 @@ HOST = "127.0.0.1"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 GUNICORN = {"workers": 2, "worker_class": "gthread", "threads": 8, "backlog": 2048,
             "keepalive": 5, "timeout": 30}
+ACTIVE = {"requests": None}  # WEB_ACTIVE_REQUESTS of the servers (None: the app's default)
 WRK_THREADS = 2
 RESIDENT_TOKENS = 3000  # report load: each resident stays far below 10 reports an hour
 PIPELINE_TOKENS = 1200
@@ -203,7 +204,9 @@ def service_env(database_url: str, redis: str) -> dict:
     return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis,
             "JWT_SECRET_KEY": "bench-" + secrets.token_urlsafe(32), "JWT_ACCESS_MINUTES": "180",
             "LINLI_BENCH": "1", "LINLI_ENV": "development", "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1"}
+            "PYTHONUNBUFFERED": "1",
+            **({"WEB_ACTIVE_REQUESTS": str(ACTIVE["requests"])}
+               if ACTIVE["requests"] is not None else {})}
 
 
 def prepare_fixtures(database_url: str, env: dict, workdir: Path) -> dict:
@@ -310,6 +313,15 @@ def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(grace)
+
+
+def active_requests() -> int:
+    """The requests each gunicorn worker runs at once (app/admission.py; 0: no queue)."""
+    if ACTIVE["requests"] is not None:
+        return ACTIVE["requests"]
+    from app.config import load_config
+
+    return int(load_config().get("WEB_ACTIVE_REQUESTS") or 0)
 
 
 def gunicorn_cmd(port: int) -> list[str]:
@@ -773,7 +785,8 @@ def markdown(report: dict) -> str:
     meta = report["meta"]
     lines = [f"Linli load benchmark — {meta['reports']:,} reports, {meta['connections']} "
              f"connections, {meta['duration_s']:g} s per endpoint, gunicorn "
-             f"{GUNICORN['workers']}×{GUNICORN['worker_class']}/{GUNICORN['threads']} threads, "
+             f"{GUNICORN['workers']}×{GUNICORN['worker_class']}/{GUNICORN['threads']} threads "
+             f"({meta.get('active_requests', 'all')} active), "
              f"RQ worker at {meta.get('worker_cpu', 'weight 100')}, "
              f"{meta['cpus']} CPUs, load before {meta['load_before'][0]:.2f}",
              "",
@@ -886,6 +899,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=GUNICORN["threads"],
                         help="gunicorn threads per worker")
+    parser.add_argument("--active", type=int, default=None,
+                        help="WEB_ACTIVE_REQUESTS of each gunicorn worker (0: no queue; "
+                             "default: the app's)")
     parser.add_argument("--worker-weight", type=int, default=WORKER_CPU_WEIGHT,
                         help="the RQ worker's CPU weight against the web's 100 (100: the same)")
     parser.add_argument("--duration", type=float, default=10, help="seconds per endpoint")
@@ -951,6 +967,7 @@ def run(args, wrk: str, database_url: str, workdir: Path) -> dict:
             "rows": seed.table_counts(database_url), "connections": args.connections,
             "duration_s": args.duration, "warmup_s": args.warmup, "wrk": wrk_version(wrk),
             "wrk_threads": WRK_THREADS, "gunicorn": GUNICORN, "worker_cpu": worker_weight,
+            "active_requests": active_requests(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(), "load_before": load_before,
             "load_after": os.getloadavg()}
@@ -961,6 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     """`make bench`."""
     args = parse_args(argv)
     GUNICORN["threads"] = args.threads
+    ACTIVE["requests"] = args.active
     database_url = seed.database_url(args.database_url)
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="linli-bench-"))

@@ -1,0 +1,110 @@
+"""Admission: at most `WEB_ACTIVE_REQUESTS` requests of a process run at once, the rest wait
+their turn in arrival order.
+
+A gunicorn gthread worker keeps 8 threads so that server-sent event streams can each hold one,
+but Python runs one thread at a time (the GIL): eight requests started together all share one
+core and all finish late, where two at a time, first come first served, finish in turn. Measured
+with `make bench` (16 connections, 2 workers): the same endpoints served more requests a second
+with a shorter tail (see the README's Performance section).
+
+What never holds a turn:
+- reading a request's body: it is read before the request queues (up to MAX_CONTENT_LENGTH),
+  so a slow phone uploading a photo does not stop the process;
+- a response streamed after the view returned (the kitchen feed, the big screen): the turn ends
+  when the view returns;
+- waiting on an outside service: `leave()` (the WeChat client calls it) gives the turn to the
+  next request for good - the request goes on without one, so it never waits for a turn while
+  it may hold database locks that the requests holding turns wait for.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+
+_held = threading.local()  # .turns: the Turns whose turn this thread's request holds
+
+
+class Turns:
+    """A counting semaphore that serves waiters strictly in arrival order: a finished holder
+    hands its turn to the longest waiter (threading.Semaphore lets a newcomer take it first,
+    which left some requests waiting for many turns - a long tail)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a request needs at least one turn")
+        self._free = size
+        self._lock = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiters.append(gate)
+        gate.acquire()  # opened by the holder that hands its turn over
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a turn."""
+        return len(self._waiters)
+
+    @property
+    def free(self) -> int:
+        """Turns nobody holds."""
+        return self._free
+
+
+class ActiveRequestLimit:
+    """WSGI middleware: each request takes a turn of `turns` to run the application."""
+
+    def __init__(self, app: Callable, turns: Turns, max_body: int | None) -> None:
+        self.app, self.turns, self.max_body = app, turns, max_body
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        _read_body_first(environ, self.max_body)
+        self.turns.acquire()
+        _held.turns = self.turns
+        try:
+            return self.app(environ, start_response)
+        finally:
+            leave()
+
+
+def leave() -> None:
+    """End this request's turn now (before waiting on an outside service); no-op without one."""
+    turns, _held.turns = getattr(_held, "turns", None), None
+    if turns is not None:
+        turns.release()
+
+
+def _read_body_first(environ: dict, max_body: int | None) -> None:
+    """Read a body of known length into memory, so the client's upload speed is not spent
+    holding a turn (a larger body than the app accepts is left for its 413)."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if length <= 0 or (max_body is not None and length > max_body):
+        return
+    environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
+
+
+def install(app) -> None:
+    """Wrap the Flask app's WSGI callable when WEB_ACTIVE_REQUESTS is above 0."""
+    size = int(app.config.get("WEB_ACTIVE_REQUESTS") or 0)
+    if size > 0:
+        app.wsgi_app = ActiveRequestLimit(app.wsgi_app, Turns(size),
+                                          app.config.get("MAX_CONTENT_LENGTH"))
