@@ -57,7 +57,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 12 * 1024 * 1024),
         # requests of one process running at once, the rest queued first come first served
         # (app/admission.py); 0 runs every request as soon as a thread takes it
-        "WEB_ACTIVE_REQUESTS": _int("WEB_ACTIVE_REQUESTS", 2),
+        "WEB_ACTIVE_REQUESTS": _int("WEB_ACTIVE_REQUESTS", 3),
         "LOGIN_MAX_FAILURES": _int("LOGIN_MAX_FAILURES", 5),
         "LOGIN_FAILURE_WINDOW_SECONDS": _int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
         "DEFAULT_TIMEZONE": _env("DEFAULT_TIMEZONE", "Asia/Shanghai"),
