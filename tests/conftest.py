@@ -51,6 +51,9 @@ def app(tmp_path_factory):
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "RQ_ASYNC": False,
         "UPLOAD_DIR": str(upload_dir),
+        # race tests send their threads' requests at once: no request queue in front of them
+        # (tests/test_admission.py tests the queue on apps of its own)
+        "WEB_ACTIVE_REQUESTS": 0,
     })
     _check_services(app)
     _reset_schema(app)

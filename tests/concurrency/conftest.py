@@ -86,8 +86,9 @@ def outcomes(answers: list[Answer]) -> Counter:
 
 @pytest.fixture(scope="module")
 def live(app, tmp_path_factory):
-    """gunicorn -w 2 -k gthread --threads 8 wsgi:app on this run's database and Redis."""
+    """gunicorn -w 2 -k gthread --threads 8 wsgi:app on this run's database and Redis, without
+    the request queue: all 16 threads' requests race at once (the deployment runs 3 a process)."""
     log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    env = service_env(app, JWT_SECRET_KEY=app.config["JWT_SECRET_KEY"])
+    env = service_env(app, JWT_SECRET_KEY=app.config["JWT_SECRET_KEY"], WEB_ACTIVE_REQUESTS="0")
     with open(log_path, "w") as log, gunicorn(env, workers=2, log=log) as base:
         yield LiveServer(base, log_path)
