@@ -11,6 +11,7 @@ import pytest
 
 from app import admission, create_app
 from app.admission import ActiveRequestLimit, Turns
+from app.extensions import db, redis_store
 from miniprogram_mock.wechat_server import Fault, shared_mock_app
 
 
@@ -205,10 +206,27 @@ def test_a_request_that_leaves_its_turn_lets_the_next_one_run_and_goes_on_withou
     assert turns.free == 1 and turns.waiting == 0  # given back once, not twice
 
 
-def test_a_login_waiting_on_a_slow_wechat_does_not_hold_up_other_requests(app):
-    one_at_a_time = create_app({**{k: app.config[k] for k in (
-        "SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RQ_ASYNC", "UPLOAD_DIR")},
-        "WEB_ACTIVE_REQUESTS": 1, "WX_TIMEOUT_SECONDS": 3.0})
+@pytest.fixture
+def app_of_its_own(app):
+    """create_app on the test database and Redis with some settings of its own; its
+    connections closed afterwards."""
+    made = []
+
+    def make(**settings):
+        made.append(create_app({**{k: app.config[k] for k in (
+            "SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RQ_ASYNC", "UPLOAD_DIR")}, **settings}))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+            redis_store.client.close()
+
+
+def test_a_login_waiting_on_a_slow_wechat_does_not_hold_up_other_requests(app_of_its_own):
+    one_at_a_time = app_of_its_own(WEB_ACTIVE_REQUESTS=1, WX_TIMEOUT_SECONDS=3.0)
     mock = shared_mock_app().extensions["mock_wechat"]
     mock.set_fault(Fault(delay=1.5, paths=("/sns/jscode2session",), times=1))
     client = one_at_a_time.test_client()
@@ -225,8 +243,7 @@ def test_a_login_waiting_on_a_slow_wechat_does_not_hold_up_other_requests(app):
 
 
 @pytest.mark.parametrize("size, wrapped", [(0, False), (2, True)])
-def test_the_limit_is_set_by_web_active_requests(app, size, wrapped):
-    configured = create_app({"SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-                             "WEB_ACTIVE_REQUESTS": size})
+def test_the_limit_is_set_by_web_active_requests(app_of_its_own, size, wrapped):
+    configured = app_of_its_own(WEB_ACTIVE_REQUESTS=size)
     assert isinstance(configured.wsgi_app, ActiveRequestLimit) is wrapped
     assert configured.test_client().get("/healthz").status_code == 200
