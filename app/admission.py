@@ -16,6 +16,8 @@ What never holds a turn:
   photo does not stop the process (a chunked body, without a length, is read in its turn);
 - a response streamed after the view returned (the kitchen feed, the big screen): the turn ends
   when the view returns;
+- the liveness probe `/healthz`: it answers that the process is up even while every turn waits
+  on a slow database (a probe that timed out then would have the process restarted for it);
 - waiting on an outside service: `leave()` (the WeChat client calls it) gives the turn to the
   next request for good - the request goes on without one, so it never waits for a turn while
   it may hold database locks that the requests holding turns wait for.
@@ -29,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 _held = threading.local()  # .turns: the Turns whose turn this thread's request holds
+UNQUEUED_PATHS = frozenset({"/healthz"})
 
 
 class Turns:
@@ -78,6 +81,8 @@ class ActiveRequestLimit:
         self.app, self.turns, self.max_body = app, turns, max_body
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in UNQUEUED_PATHS:
+            return self.app(environ, start_response)
         _read_body_first(environ, self.max_body)
         self.turns.acquire()
         _held.turns = self.turns

@@ -168,6 +168,25 @@ def test_a_client_that_goes_away_mid_upload_gets_its_short_body_not_a_crash():
     assert _call(wsgi, {**_environ(b"photo"), "wsgi.input": Dropped()}) == b""
 
 
+def test_the_liveness_probe_answers_while_every_turn_is_taken():
+    turns = Turns(1)
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode()]
+
+    wsgi = ActiveRequestLimit(app, turns, max_body=None)
+    turns.acquire()  # e.g. a request waiting on a slow database
+    answers: list[bytes] = []
+    probe = threading.Thread(target=lambda: answers.append(
+        _call(wsgi, {**_environ(), "PATH_INFO": "/healthz"})), daemon=True)
+    probe.start()
+    probe.join(2)
+    turns.release()
+    assert answers == [b"/healthz"]
+    probe.join(5)
+
+
 def test_a_streamed_response_gives_its_turn_back_when_the_view_returns():
     turns = Turns(1)
 
