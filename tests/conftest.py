@@ -111,6 +111,25 @@ def wipe_database() -> None:
 
 
 @pytest.fixture
+def app_of_its_own(app):
+    """create_app on the test database, Redis and upload directory with settings of its own
+    (`make(**settings)`); its pools and Redis client closed after the test."""
+    made = []
+
+    def make(**settings):
+        made.append(create_app({**{k: app.config[k] for k in (
+            "SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RQ_ASYNC", "UPLOAD_DIR")}, **settings}))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+            redis_store.client.close()
+
+
+@pytest.fixture
 def client(app):
     """A test client for the API."""
     return app.test_client()

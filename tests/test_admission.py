@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from app import admission, create_app
+from app import admission
 from app.admission import ActiveRequestLimit, Turns
-from app.extensions import db, redis_store
 from miniprogram_mock.wechat_server import Fault, shared_mock_app
 
 
@@ -223,25 +222,6 @@ def test_a_request_that_leaves_its_turn_lets_the_next_one_run_and_goes_on_withou
     slow.join(5)
     assert login == [b"/wx-login"]
     assert turns.free == 1 and turns.waiting == 0  # given back once, not twice
-
-
-@pytest.fixture
-def app_of_its_own(app):
-    """create_app on the test database and Redis with some settings of its own; its
-    connections closed afterwards."""
-    made = []
-
-    def make(**settings):
-        made.append(create_app({**{k: app.config[k] for k in (
-            "SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RQ_ASYNC", "UPLOAD_DIR")}, **settings}))
-        return made[-1]
-
-    yield make
-    for other in made:
-        with other.app_context():
-            db.session.remove()
-            db.engine.dispose()
-            redis_store.client.close()
 
 
 def test_a_login_waiting_on_a_slow_wechat_does_not_hold_up_other_requests(app_of_its_own):

@@ -5,10 +5,13 @@ Jobs run in-process here: after POST /api/v1/reports has answered, routing has a
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus
@@ -262,6 +265,27 @@ def test_a_building_of_the_callers_community_created_after_its_list_was_cached(c
     r = submit(client, place, building_id=newer.id + 1000)
     assert r.status_code == 422 and error_code(r) == "building_not_found"
     assert written() == before
+
+def test_a_phone_that_drops_mid_upload_gets_a_400_and_nothing_is_written(app_of_its_own, place):
+    """The request queue reads the body before the request waits its turn; a connection that
+    breaks meanwhile leaves the body short: 400 in the error shape, no report."""
+    class Dropped(io.BytesIO):
+        def read(self, *args):
+            raise OSError("connection reset by peer")
+
+    queued = app_of_its_own(WEB_ACTIVE_REQUESTS=1)
+    environ = EnvironBuilder(path="/api/v1/reports", method="POST",
+                             data=json.dumps(report_body(place)),
+                             headers={**f.headers(place.resident),
+                                      "Content-Type": "application/json"}).get_environ()
+    environ["wsgi.input"] = Dropped()
+    before = written()
+    body, status, _headers = run_wsgi_app(queued.wsgi_app, environ, buffered=True)
+    assert status.startswith("400")
+    error = json.loads(b"".join(body))["error"]
+    assert error["code"] and error["message"]
+    assert written() == before
+
 
 # ---- Idempotency-Key -----------------------------------------------------------------------
 

@@ -17,9 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import create_app
-from app.extensions import db, redis_store
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -65,20 +62,11 @@ def _answers(base: str) -> bool:
 
 
 @pytest.fixture
-def e2e_app(app, wechat_server):
+def e2e_app(app_of_its_own, wechat_server):
     """An app on the same database and Redis whose jobs go to RQ for the worker process."""
-    e2e = create_app({
-        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": app.config["REDIS_URL"],
-        "RQ_ASYNC": True,
-        "WX_API_BASE": wechat_server,
-        "UPLOAD_DIR": app.config["UPLOAD_DIR"],
-    })
+    e2e = app_of_its_own(RQ_ASYNC=True, WX_API_BASE=wechat_server)
     with e2e.app_context():
         yield e2e
-        db.session.remove()
-        db.engine.dispose()
-        redis_store.client.close()
 
 
 def service_env(app, **extra: str) -> dict:

@@ -27,8 +27,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from app import create_app
-from app.extensions import db, redis_store
+from app.extensions import db
 from app.models import OutboxMessage, OutboxStatus
 from app.models.reports import Ticket
 from app.services.report_catalogue import ensure_categories, ensure_routing_rules
@@ -55,23 +54,14 @@ def app_overrides() -> dict:
 
 
 @pytest.fixture
-def faults_app(app, wechat_server, redis_url, app_overrides):
+def faults_app(app_of_its_own, wechat_server, redis_url, app_overrides):
     """An app on the test database whose jobs go to RQ, retried after 1, 2, 3... seconds."""
-    faulty = create_app({
-        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": redis_url,
-        "RQ_ASYNC": True,
-        "WX_API_BASE": wechat_server,
+    faulty = app_of_its_own(**{
+        "REDIS_URL": redis_url, "RQ_ASYNC": True, "WX_API_BASE": wechat_server,
         "WX_TIMEOUT_SECONDS": 1.0,
-        "UPLOAD_DIR": app.config["UPLOAD_DIR"],
-        "OUTBOX_RETRY_INTERVALS": [int(v) for v in RETRY_INTERVALS.split(",")],
-        **app_overrides,
-    })
+        "OUTBOX_RETRY_INTERVALS": [int(v) for v in RETRY_INTERVALS.split(",")], **app_overrides})
     with faulty.app_context():
         yield faulty
-        db.session.remove()
-        db.engine.dispose()
-        redis_store.client.close()
 
 
 @dataclass
