@@ -42,6 +42,10 @@ def load_config(overrides: dict | None = None) -> dict:
         "TESTING": env == "testing",
         "SQLALCHEMY_DATABASE_URI": _env("DATABASE_URL", default_db),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # PostgreSQL's bounds on a wait (see _postgres_options); 0: none
+        "DB_CONNECT_TIMEOUT_SECONDS": _int("DB_CONNECT_TIMEOUT_SECONDS", 5),
+        "DB_LOCK_TIMEOUT_MS": _int("DB_LOCK_TIMEOUT_MS", 10_000),
+        "DB_STATEMENT_TIMEOUT_MS": _int("DB_STATEMENT_TIMEOUT_MS", 30_000),
         "REDIS_URL": _env("REDIS_URL"),
         "JWT_SECRET_KEY": _env("JWT_SECRET_KEY", DEV_JWT_SECRET),
         "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=_int("JWT_ACCESS_MINUTES", 30)),
@@ -95,22 +99,33 @@ def load_config(overrides: dict | None = None) -> dict:
         "JSON_AS_ASCII": False,
     }
     cfg.update(overrides or {})
-    _pool_options(cfg)
+    _postgres_options(cfg)
     if cfg["LINLI_ENV"] == "production":
         check_production(cfg)
     return cfg
 
 
-def _pool_options(cfg: dict) -> None:
-    """PostgreSQL: pool as many connections as a process has threads (gunicorn gthread).
+def _postgres_options(cfg: dict) -> None:
+    """PostgreSQL: pool as many connections as a process has threads, and bound every wait.
 
-    SQLAlchemy's default keeps 5; with 8 threads the 6th to 8th connections were opened and
-    closed on every burst - a new server process each time (found by `make bench`).
+    Pool: SQLAlchemy's default keeps 5; with 8 gthread threads the 6th to 8th connections were
+    opened and closed on every burst - a new server process each time (found by `make bench`).
+
+    Waits: a request that waits on a row lock, a runaway statement or an unreachable server
+    holds its thread, its pooled connection and its turn (app/admission.py) for as long as it
+    waits. `lock_timeout`, `statement_timeout` (set on each connection as it opens) and libpq's
+    `connect_timeout` end the wait: the request gets a 503 in the error shape, its transaction
+    rolls back, the caller may retry (app.errors). 0 means no limit.
     """
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        options = cfg["SQLALCHEMY_ENGINE_OPTIONS"] = dict(cfg["SQLALCHEMY_ENGINE_OPTIONS"])
-        options.setdefault("pool_size", _int("DB_POOL_SIZE", 10))
-        options.setdefault("max_overflow", _int("DB_MAX_OVERFLOW", 10))
+    if not cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        return
+    options = cfg["SQLALCHEMY_ENGINE_OPTIONS"] = dict(cfg["SQLALCHEMY_ENGINE_OPTIONS"])
+    options.setdefault("pool_size", _int("DB_POOL_SIZE", 10))
+    options.setdefault("max_overflow", _int("DB_MAX_OVERFLOW", 10))
+    connect_args = options["connect_args"] = dict(options.get("connect_args", {}))
+    connect_args.setdefault("connect_timeout", cfg["DB_CONNECT_TIMEOUT_SECONDS"])
+    connect_args.setdefault("options", f"-c lock_timeout={cfg['DB_LOCK_TIMEOUT_MS']} "
+                                       f"-c statement_timeout={cfg['DB_STATEMENT_TIMEOUT_MS']}")
 
 
 def check_production(cfg: dict) -> None:

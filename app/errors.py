@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify
+from psycopg.errors import LockNotAvailable, QueryCanceled
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -82,6 +83,12 @@ class DatabaseUnavailable(ServiceUnavailable):
     code, message = "database_unavailable", "数据服务暂时不可用，请稍后再试"
 
 
+class DatabaseBusy(ServiceUnavailable):
+    """A wait on the database ran past its bound (DB_LOCK_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS)."""
+
+    code, message = "database_busy", "当前办理的人较多，请稍后再试"
+
+
 # Codes and Chinese messages for plain HTTP errors raised by Flask/werkzeug.
 HTTP_CODES = {
     400: ("bad_request", "请求有误"),
@@ -155,8 +162,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeout)
     def _database_unavailable(exc: Exception):
-        # A dropped connection, a database down or restarting, an exhausted pool: the server
-        # rolled the transaction back, so nothing is half-written and the client may retry.
+        # A dropped connection, a database down or restarting, an exhausted pool, a wait past
+        # its bound: the transaction is rolled back, nothing is half-written, the client may
+        # retry.
+        if _waited_too_long(exc):
+            log.warning("database wait timed out (request_id=%s): %s",
+                        getattr(g, "request_id", None), _first_line(exc))
+            return _api_error(DatabaseBusy())
         log.warning("database unavailable (request_id=%s): %s", getattr(g, "request_id", None),
                     _first_line(exc), exc_info=not getattr(exc, "connection_invalidated", False))
         return _api_error(DatabaseUnavailable())
@@ -187,6 +199,11 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(
             500, "internal_error", "服务器开小差了，请稍后再试", {"request_id": request_id}
         )
+
+
+def _waited_too_long(exc: Exception) -> bool:
+    """PostgreSQL cancelled the statement: lock_timeout (55P03) or statement_timeout (57014)."""
+    return isinstance(getattr(exc, "orig", None), LockNotAvailable | QueryCanceled)
 
 
 def _first_line(exc: Exception) -> str:

@@ -55,6 +55,10 @@ def run_migrations_online():
     with target_db.engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # an index built over a large table may take longer than a request may wait
+                # (DB_STATEMENT_TIMEOUT_MS); LOCAL: the pooled connection keeps the bound
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
 
 

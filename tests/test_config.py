@@ -84,6 +84,22 @@ def test_postgres_pool_holds_a_connection_per_gunicorn_thread(env, monkeypatch):
     assert (options["pool_size"], options["max_overflow"]) == (4, 0)
 
 
+def test_postgres_waits_are_bounded_on_every_connection(env, monkeypatch):
+    """A request stuck on a lock, a runaway statement or an unreachable server gives up (a 503
+    database_busy / database_unavailable, tests/faults/test_database_timeouts.py)."""
+    env(LINLI_ENV="development", DATABASE_URL=PROD["DATABASE_URL"])
+    for name in ("DB_CONNECT_TIMEOUT_SECONDS", "DB_LOCK_TIMEOUT_MS", "DB_STATEMENT_TIMEOUT_MS"):
+        monkeypatch.delenv(name, raising=False)
+    connect = load_config()["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+    assert connect == {"connect_timeout": 5,
+                       "options": "-c lock_timeout=10000 -c statement_timeout=30000"}
+    env(DB_CONNECT_TIMEOUT_SECONDS="2", DB_LOCK_TIMEOUT_MS="0", DB_STATEMENT_TIMEOUT_MS="60000")
+    connect = load_config()["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+    assert connect == {"connect_timeout": 2,
+                       "options": "-c lock_timeout=0 -c statement_timeout=60000"}
+
+
 def test_sqlite_keeps_its_own_pool(env):
     env(LINLI_ENV="development")
-    assert "pool_size" not in load_config()["SQLALCHEMY_ENGINE_OPTIONS"]
+    options = load_config()["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert "pool_size" not in options and "connect_args" not in options
