@@ -7,6 +7,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = ROOT / "instance"
 
@@ -122,10 +124,14 @@ def _postgres_options(cfg: dict) -> None:
     options = cfg["SQLALCHEMY_ENGINE_OPTIONS"] = dict(cfg["SQLALCHEMY_ENGINE_OPTIONS"])
     options.setdefault("pool_size", _int("DB_POOL_SIZE", 10))
     options.setdefault("max_overflow", _int("DB_MAX_OVERFLOW", 10))
+    # connect_args win over DATABASE_URL's query: the URL's own options are kept, and added to
+    url_query = make_url(cfg["SQLALCHEMY_DATABASE_URI"]).query
     connect_args = options["connect_args"] = dict(options.get("connect_args", {}))
-    connect_args.setdefault("connect_timeout", cfg["DB_CONNECT_TIMEOUT_SECONDS"])
-    connect_args.setdefault("options", f"-c lock_timeout={cfg['DB_LOCK_TIMEOUT_MS']} "
-                                       f"-c statement_timeout={cfg['DB_STATEMENT_TIMEOUT_MS']}")
+    connect_args.setdefault("connect_timeout", int(url_query.get(
+        "connect_timeout", cfg["DB_CONNECT_TIMEOUT_SECONDS"])))
+    connect_args.setdefault("options", " ".join(filter(None, [
+        url_query.get("options"), f"-c lock_timeout={cfg['DB_LOCK_TIMEOUT_MS']}",
+        f"-c statement_timeout={cfg['DB_STATEMENT_TIMEOUT_MS']}"])))
 
 
 def check_production(cfg: dict) -> None:

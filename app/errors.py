@@ -86,7 +86,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 class DatabaseBusy(ServiceUnavailable):
     """A wait on the database ran past its bound (DB_LOCK_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS)."""
 
-    code, message = "database_busy", "当前办理的人较多，请稍后再试"
+    code, message = "database_busy", "数据服务繁忙，请稍后再试"
 
 
 # Codes and Chinese messages for plain HTTP errors raised by Flask/werkzeug.

@@ -97,6 +97,11 @@ def test_postgres_waits_are_bounded_on_every_connection(env, monkeypatch):
     connect = load_config()["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
     assert connect == {"connect_timeout": 2,
                        "options": "-c lock_timeout=0 -c statement_timeout=60000"}
+    # what DATABASE_URL says itself is kept
+    env(DATABASE_URL=PROD["DATABASE_URL"] + "?options=-csearch_path%3Dlinli&connect_timeout=9")
+    connect = load_config()["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+    assert connect == {"connect_timeout": 9, "options": "-csearch_path=linli "
+                       "-c lock_timeout=0 -c statement_timeout=60000"}
 
 
 def test_sqlite_keeps_its_own_pool(env):

@@ -16,8 +16,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -28,8 +31,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from app.extensions import db
-from app.models import OutboxMessage, OutboxStatus
-from app.models.reports import Ticket
+from app.models import IdempotencyRecord, OutboxMessage, OutboxStatus
+from app.models.reports import Report, ReportEvent, Ticket
 from app.services.report_catalogue import ensure_categories, ensure_routing_rules
 from tests import factories as f
 from tests.e2e import conftest as e2e
@@ -331,3 +334,55 @@ def tickets_by_report() -> dict[int, list[int]]:
 def count(model, *where) -> int:
     fresh_view()
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def in_thread(call) -> dict:
+    """Run `call` in a thread; the returned dict gets its "response" (or "error")."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["response"] = call()
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            outcome["error"] = exc
+
+    outcome["thread"] = threading.Thread(target=run, daemon=True)
+    outcome["thread"].start()
+    return outcome
+
+
+def assert_503(response, code: str) -> None:
+    """A clean 503 in the error shape (`code`), with Retry-After and no driver text."""
+    assert response.status_code == 503, response.get_data(as_text=True)[:300]
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["message"]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert b"Traceback" not in response.data and b"psycopg" not in response.data
+
+
+@contextlib.contextmanager
+def submission_behind_a_lock(app, place, pg, key: str) -> Iterator[SimpleNamespace]:
+    """A resident's report submission (Idempotency-Key `key`) started in a thread while a
+    connection of the test's own holds the outbox table's EXCLUSIVE lock (reads pass, the
+    report's one INSERT statement waits); the lock ends with the block (or `locker.rollback()`)."""
+    client = app.test_client()
+    headers = {**f.headers(f.resident(place["comm"])), "Idempotency-Key": key}
+    body = report_body(place)
+    with pg.connect() as locker:
+        locker.execute(text("LOCK TABLE outbox IN EXCLUSIVE MODE"))
+        outcome = in_thread(lambda: client.post("/api/v1/reports", headers=headers, json=body))
+        yield SimpleNamespace(locker=locker, outcome=outcome, client=client, headers=headers,
+                              body=body)
+
+
+def assert_503_then_the_retry_goes_through(submission: SimpleNamespace, code: str) -> None:
+    """The submission got a clean 503 `code` and wrote nothing - its Idempotency-Key is free
+    again -, and the same request then files the report once."""
+    assert "error" not in submission.outcome, submission.outcome.get("error")
+    assert_503(submission.outcome["response"], code)
+    assert count(Report) == count(ReportEvent) == count(OutboxMessage) == 0
+    assert count(IdempotencyRecord) == 0
+    retry = submission.client.post("/api/v1/reports", headers=submission.headers,
+                                   json=submission.body)
+    assert retry.status_code == 201, retry.get_json()
+    assert count(Report) == count(OutboxMessage) == 1

@@ -7,19 +7,19 @@ terminates every other backend of the database, as a failover or a restart would
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import text
 
-from app.models import IdempotencyRecord, OutboxMessage
-from app.models.reports import Report, ReportEvent
+from app.models.reports import Report
 from tests import factories as f
 from tests.faults.conftest import (
+    assert_503,
+    assert_503_then_the_retry_goes_through,
     count,
     free_port,
     fresh_view,
     report_body,
+    submission_behind_a_lock,
     wait_until,
     waiting_on_lock,
 )
@@ -31,52 +31,16 @@ TERMINATE_OTHERS = text(
     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
-def assert_database_unavailable(response) -> None:
-    assert response.status_code == 503, response.get_data(as_text=True)[:300]
-    error = response.get_json()["error"]
-    assert error["code"] == "database_unavailable" and error["message"]
-    assert int(response.headers["Retry-After"]) >= 1
-    assert b"Traceback" not in response.data and b"psycopg" not in response.data
-
-
-def in_thread(call) -> dict:
-    """Run `call` in a thread; the returned dict gets its "response" (or "error")."""
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["response"] = call()
-        except Exception as exc:  # noqa: BLE001 - reported to the test below
-            outcome["error"] = exc
-
-    outcome["thread"] = threading.Thread(target=run, daemon=True)
-    outcome["thread"].start()
-    return outcome
-
-
 def test_connection_dropped_mid_submission_is_503_with_nothing_written(faults_app, place, pg):
-    client = faults_app.test_client()
-    resident = f.headers(f.resident(place["comm"]))
-    resident["Idempotency-Key"] = "lamp-3-1"
-    body = report_body(place)
-    with pg.connect() as locker:
-        locker.execute(text("LOCK TABLE outbox IN EXCLUSIVE MODE"))  # reads pass, inserts wait
-        outcome = in_thread(lambda: client.post("/api/v1/reports", headers=resident, json=body))
+    with submission_behind_a_lock(faults_app, place, pg, "lamp-3-1") as submission:
         # the report's rows are written by one statement (insert_chain), its routing job last
         wait_until(lambda: waiting_on_lock(pg, "WITH r0 AS%INSERT INTO outbox"), timeout=10)
         assert count(Report) == 0  # the report row is written, uncommitted, in that transaction
-        assert locker.execute(TERMINATE_OTHERS).scalar() >= 1
-        locker.rollback()
-    outcome["thread"].join(timeout=10)
+        assert submission.locker.execute(TERMINATE_OTHERS).scalar() >= 1
+        submission.locker.rollback()
+    submission.outcome["thread"].join(timeout=10)
 
-    assert "error" not in outcome, outcome.get("error")
-    assert_database_unavailable(outcome["response"])
-    assert count(Report) == count(ReportEvent) == count(OutboxMessage) == 0
-    assert count(IdempotencyRecord) == 0  # the key is free again for the retry
-
-    retry = client.post("/api/v1/reports", headers=resident, json=body)
-    assert retry.status_code == 201, retry.get_json()
-    assert count(Report) == count(OutboxMessage) == 1
+    assert_503_then_the_retry_goes_through(submission, "database_unavailable")
 
 
 def test_pool_recovers_when_every_connection_is_dropped_between_requests(faults_app, place, pg):
@@ -102,4 +66,4 @@ def test_unreachable_database_is_503_not_500(app, wechat_server):
     with down.app_context():
         r = down.test_client().post("/api/v1/auth/wx-login", json={"code": "db-down"})
         db.engine.dispose()
-    assert_database_unavailable(r)
+    assert_503(r, "database_unavailable")
