@@ -238,8 +238,10 @@ def drain(app) -> tuple[int, float]:
     """Run the queued jobs with an in-process worker; (jobs run, seconds)."""
     from rq import SimpleWorker
 
+    from app.extensions import QUEUE_NAMES
+
     state = app.extensions["linli_redis"]
-    queues = [state.queues[name] for name in ("high", "default", "low")]
+    queues = [state.queues[name] for name in QUEUE_NAMES]
     jobs = sum(q.count for q in queues)
     started = time.perf_counter()
     SimpleWorker(queues, connection=state.client).work(burst=True, logging_level="WARNING")

@@ -8,12 +8,15 @@ second run) an unreachable PostgreSQL or Redis ends the run as a failure, never 
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
+from rq import Queue, SimpleWorker
+from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import text
 
 from app import create_app
-from app.extensions import db, redis_store
+from app.extensions import QUEUE_NAMES, db, redis_store
 from app.services import cache
 from miniprogram_mock.wechat_server import shared_mock_app
 
@@ -159,3 +162,52 @@ def pytest_collection_modifyitems(config, items):
         with_worker = os.environ.get("LINLI_E2E_WORKER") == "1" or REQUIRE_SERVICES
         if "worker" in item.keywords and not with_worker:
             item.add_marker(pytest.mark.skip(reason="needs a real RQ worker (LINLI_E2E_WORKER=1)"))
+
+
+# --- RQ in the test process ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def async_queues(app, monkeypatch):
+    """The app's jobs enqueued for real workers (not run at commit), on its Redis connection."""
+    state = app.extensions["linli_redis"]
+    queues = {name: Queue(name, connection=redis_store.client) for name in QUEUE_NAMES}
+    monkeypatch.setattr(state, "queues", queues)
+    monkeypatch.setattr(state, "jobs_async", True)
+    return queues
+
+
+class InProcessWorker(SimpleWorker):
+    """An RQ worker in the test process; a timer, not SIGALRM, enforces job timeouts."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def __init__(self, *args, worked: list[str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.worked = worked if worked is not None else []
+
+    def perform_job(self, job, queue) -> bool:
+        self.worked.append(job.description)
+        return super().perform_job(job, queue)
+
+
+def work_in_process(queues: dict[str, Queue], *, worked: list[str] | None = None) -> None:
+    """Drain the queues (highest priority first) with an in-process RQ worker, leaving
+    pytest's signal handlers alone; `worked` gets each job's description in the order run."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        InProcessWorker(list(queues.values()), connection=redis_store.client,
+                        worked=worked).work(burst=True)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def queue_routing_backlog(count: int) -> None:
+    """`count` report-routing jobs queued (for reports long gone: each run is quick), as a
+    burst of submissions leaves them."""
+    from app.services import outbox
+
+    for n in range(count):
+        outbox.add_job("route_report", queue="high", report_id=10_000_000 + n)
+    outbox.commit()

@@ -1,4 +1,4 @@
-"""`python -m workers [--burst] [--queues high,default,low] [--fork]`: RQ worker and scheduler."""
+"""`python -m workers [--burst] [--queues urgent,high,...] [--fork]`: RQ worker and scheduler."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class _LinliWorkerMixin:
     def run_maintenance_tasks(self) -> None:
         """RQ's maintenance; also restart the periodic chains if they lapsed (Redis flushed)."""
         super().run_maintenance_tasks()
-        book_all(self.queues[-1], now=True)
+        book_all(self.connection, now=True)
 
 
 class LinliWorker(_LinliWorkerMixin, SimpleWorker):
@@ -100,9 +100,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def warn_of_queues_left(queue_names: list[str]) -> list[str]:
+    """Log the app's queues this worker does not work (without a worker on `urgent`, alarms
+    are raised and nobody is told); returns them."""
+    left = [name for name in QUEUE_NAMES if name not in queue_names]
+    if left:
+        log.warning("this worker leaves the queues %s to others: run a worker for them (safety "
+                    "alarms go to urgent, the periodic housekeeping to low)", ",".join(left))
+    return left
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the app once and run the worker; 2 when there is no real Redis to work from."""
     args = parse_args(argv)
+    warn_of_queues_left(args.queues)
     from app import create_app
 
     app = create_app()

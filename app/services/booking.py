@@ -644,7 +644,7 @@ def request_urgent_visit(*, user_id: int, note: str = "",
     db.session.flush()
     event = record_event(booking, "request_urgent", actor_id=user.id, to_status=BS.PENDING,
                          note=note.strip())
-    outbox.add_job("route_urgent_visit", queue="high", booking_id=booking.id)
+    outbox.add_job("route_urgent_visit", queue="urgent", booking_id=booking.id)
     outbox.add_job("notify_booking_event", booking_id=booking.id, event_id=event.id)
     outbox.commit()
     return load_booking(booking.id)

@@ -28,6 +28,7 @@ from tests.alarms_fixtures import (
     vitals,
     wechat_messages,
 )
+from tests.conftest import queue_routing_backlog, work_in_process
 
 
 @pytest.fixture
@@ -229,7 +230,7 @@ def test_events_stored_while_redis_is_down_are_evaluated_by_the_watch(place, mon
     from workers.alarms import alarm_watch
 
     with monkeypatch.context() as redis_down:
-        redis_down.setattr(redis_store.queue("high"), "enqueue",
+        redis_down.setattr(redis_store.queue("urgent"), "enqueue",
                            lambda *a, **k: (_ for _ in ()).throw(RedisDown("down")))
         result = ingest(place, event("smoke_alarm", "smoke"))
     assert result["accepted"] == 1
@@ -244,7 +245,7 @@ def test_one_evaluation_job_waits_at_a_time(place, monkeypatch):
     from app.extensions import redis_store
 
     queued = []
-    monkeypatch.setattr(redis_store.queue("high"), "enqueue", lambda *a, **k: queued.append(a))
+    monkeypatch.setattr(redis_store.queue("urgent"), "enqueue", lambda *a, **k: queued.append(a))
     assert alarms.request_evaluation() is True
     ingest(place, event("sos_button", "pressed"), event("gas_alarm", "gas"))
     assert alarms.request_evaluation() is False
@@ -555,3 +556,21 @@ def test_family_sees_their_elders_alarms_and_no_one_else_does(place):
         assert alarms.my_alarms(user_id=outsider.id)[0] == []
         with pytest.raises(alarms.NotFound):
             alarms.alarm_for_family(alarm_id=mine.id, user_id=outsider.id)
+
+
+# --- ahead of the queue ------------------------------------------------------------------------
+
+
+def test_an_sos_is_worked_ahead_of_a_backlog_of_routing_jobs(place, async_queues):
+    """A burst of reports leaves hundreds of routing jobs queued; an SOS pressed then is
+    evaluated, and its notice sent, before the worker takes the next of them."""
+    queue_routing_backlog(30)
+    ingest(place, event("sos_button", "pressed"))
+
+    worked: list[str] = []
+    work_in_process(async_queues, worked=worked)
+
+    assert worked[0] == "alarms: evaluate stored device events", worked[:3]
+    assert worked[1].endswith("notify_alarm_raised"), worked[:3]
+    assert all(d.endswith("route_report") for d in worked[2:32]), worked[:3]
+    assert [a.kind for a in alarms_of(place)] == ["sos"]

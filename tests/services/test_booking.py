@@ -37,6 +37,7 @@ from tests.booking_fixtures import (
     slot_row,
     this_year,
 )
+from tests.conftest import queue_routing_backlog, work_in_process
 from workers.booking import (
     reminder_job_id,
     route_urgent_visit,
@@ -436,6 +437,18 @@ def test_an_urgent_visit_is_routed_at_once_to_the_provider_and_the_grid_worker(p
         titles = [n.title for n in notifications_for(person, "urgent_visit")]
         assert titles == ["【一键上门】王阿婆，3号楼1单元101"], person.username
     assert notifications_for(place.office_clerk, "urgent_visit") == []
+
+
+def test_an_urgent_visit_is_routed_ahead_of_a_backlog_of_report_routing(place, async_queues):
+    queue_routing_backlog(30)
+    visit = booking_service.request_urgent_visit(user_id=place.resident.id, note="老人摔倒了")
+
+    worked: list[str] = []
+    work_in_process(async_queues, worked=worked)
+
+    assert worked[0].endswith("route_urgent_visit"), worked[:3]
+    assert sum(d.endswith("route_report") for d in worked) == 30
+    assert fresh(visit.id).grid_worker_id == place.grid_worker.id  # routed
 
 
 def test_routing_twice_changes_nothing(place):

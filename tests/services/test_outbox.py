@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 from datetime import timedelta
@@ -14,9 +13,8 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
-from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import event, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +22,7 @@ from app.errors import InvalidTransition, NotFound
 from app.extensions import QUEUE_NAMES, db, redis_store
 from app.models import Community, OutboxMessage, OutboxStatus, utcnow
 from app.services import outbox
+from tests.conftest import work_in_process
 from workers.jobs import PING_KEY, UnknownJob, job
 from workers.outbox import book_relay_tick, relay_tick, run_outbox_message
 
@@ -92,32 +91,6 @@ def redis_down(app, monkeypatch):
     monkeypatch.setattr(state, "queues", queues)
     yield monkeypatch.undo
     client.close()
-
-
-@pytest.fixture
-def async_queues(app, monkeypatch):
-    """Enqueue for real workers (not in-process) on the app's Redis connection."""
-    state = app.extensions["linli_redis"]
-    queues = {name: Queue(name, connection=redis_store.client) for name in QUEUE_NAMES}
-    monkeypatch.setattr(state, "queues", queues)
-    monkeypatch.setattr(state, "jobs_async", True)
-    return queues
-
-
-class InProcessWorker(SimpleWorker):
-    """An RQ worker in the test process; a timer, not SIGALRM, enforces job timeouts."""
-
-    death_penalty_class = TimerDeathPenalty
-
-
-def work_in_process(queues: dict[str, Queue]) -> None:
-    """Drain the queues with an in-process RQ worker, leaving pytest's signal handlers alone."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        InProcessWorker(list(queues.values()), connection=redis_store.client).work(burst=True)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 # --- in-process: commit, rollback, failure, idempotency ------------------------------------------
@@ -470,7 +443,7 @@ def test_job_added_by_a_job_runs_too(app, session):
 
 @pytest.mark.parametrize(("name", "kwargs", "error"), [
     ("tests.nope", {}, UnknownJob),
-    ("tests.record", {"queue": "urgent"}, ValueError),
+    ("tests.record", {"queue": "asap"}, ValueError),
     ("tests.record", {"when": utcnow()}, ValueError),
     ("tests.record", {"ratio": float("nan")}, ValueError),
 ])
