@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -25,3 +26,23 @@ def test_schema_is_at_the_latest_revision(app):
     with db.engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_heads() == tuple(heads)
     assert isinstance(app.extensions["migrate"].migrate, Migrate)
+
+
+@pytest.mark.postgres
+def test_migrations_run_without_the_requests_statement_bound(app, monkeypatch):
+    """An index built over a large table may take longer than DB_STATEMENT_TIMEOUT_MS allows a
+    request; the migrations lift it for their own transaction only."""
+    from alembic.runtime.environment import EnvironmentContext
+    from flask_migrate import upgrade
+
+    seen = []
+
+    def run_migrations(context, **kw):
+        seen.append(context.get_context().connection.exec_driver_sql(
+            "SHOW statement_timeout").scalar())
+
+    monkeypatch.setattr(EnvironmentContext, "run_migrations", run_migrations)
+    upgrade()
+    assert seen == ["0"]
+    with db.engine.connect() as conn:  # the pooled connections keep the bound
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
