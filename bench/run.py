@@ -14,7 +14,9 @@ What it does, all on 127.0.0.1:
    running as root) at 16 connections with real JWTs: the ceiling (`/healthz`), the floor
    (authenticated `SELECT 1`), `GET /api/v1/bff/home` (when the app has it), the ticket list,
    report submission, the kitchen feed and order placement; each target endpoint (home, tickets,
-   report) is compared with a floor run just before it (the machine's speed drifts);
+   report) is compared with a floor run just before it (the machine's speed drifts); right after
+   the report load, with its routing jobs queued, an SOS is pressed (bench/sos.py: a gateway and
+   one elder's kit added to the data set) and timed until its alarm's notice is sent;
 4. measures report -> ticket latency through the real worker at a steady 50 reports/s, and how
    long a new order takes to reach a client of the kitchen's SSE stream;
 5. writes bench/results/latest.json (and reports-<scale>.json) and prints a Markdown table.
@@ -49,7 +51,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
-from bench import seed
+from bench import seed, sos
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -845,6 +847,9 @@ def extra_lines(report: dict) -> list[str]:
             f"{fmt(s['after_201_p50_ms'], '{:.0f}')} ms after the 201, max "
             f"{fmt(s['after_201_max_ms'], '{:.0f}')} ms (the stream polls every 0.5 s)"
             + (f"; error: {s['error']}" if s.get("error") else "") + ".")
+    if report.get("sos"):
+        lines.append("- An SOS pressed right after the report load (the worker behind it), "
+                     f"{sos.describe(report['sos'])}.")
     lines += scale_comparison(report)
     return lines
 
@@ -935,6 +940,7 @@ def run(args, wrk: str, database_url: str, workdir: Path) -> dict:
         log(f"outbox: {retired} jobs left pending by an earlier run marked failed")
     env = service_env(database_url, redis)
     fixtures = prepare_fixtures(database_url, env, workdir)
+    kit = sos.make_kit(database_url) if not args.only or "report" in args.only else None
     started_at = datetime.now(UTC).isoformat()
     results, extra = [], {}
     with services(env, workdir, args.worker_weight) as server:
@@ -953,6 +959,8 @@ def run(args, wrk: str, database_url: str, workdir: Path) -> dict:
                 own = floor if results[-1].name != "floor" else results[-1]
                 result.floor_rps, result.floor_cpu_ms = own.requests_per_s, cpu_ms(own)
             results.append(result)
+        if kit and results[-1].name == "report":  # the worker has the load's routing queued
+            extra["sos"] = sos.measure(server["base"], database_url, *kit, timeout=120)
         if not args.skip_latency:
             waited = wait_for_routing(database_url)
             log(f"latency: report -> ticket through the worker (after {waited:.0f} s for the "

@@ -63,6 +63,33 @@ def wait_for_alarm(conn, serial: str, timeout: float) -> tuple[float | None, flo
     return raised, None
 
 
+def measure(base: str, database_url: str, gateway: str, serial: str, *,
+            resume=None, timeout: float = 300) -> dict:
+    """Press the SOS with whatever the worker has queued, `resume` it (a callable, for a stopped
+    worker), and time the alarm and its notice; the figures."""
+    with psycopg.connect(seed.libpq_url(database_url), autocommit=True) as conn:
+        backlog = dict(conn.execute("SELECT job, count(*) FROM outbox WHERE status = 'pending' "
+                                    "GROUP BY job").fetchall())
+        status = press(base, gateway, serial)
+        if resume is not None:
+            resume()
+        if status != 202:
+            return {"backlog": backlog, "status": status, "raised_s": None, "notified_s": None}
+        raised, notified = wait_for_alarm(conn, serial, timeout)
+    return {"backlog": backlog, "status": status, "raised_s": raised, "notified_s": notified}
+
+
+def describe(figures: dict) -> str:
+    """One line of the figures."""
+    queued = figures["backlog"].get("route_report", 0)
+    if figures["status"] != 202:
+        return f"the gateway's SOS was answered {figures['status']}, not 202"
+    if figures["notified_s"] is None:
+        return f"{queued} routing jobs queued: no notice in time (raised: {figures['raised_s']})"
+    return (f"{queued} routing jobs queued: alarm raised after {figures['raised_s']:.2f} s, its "
+            f"notice sent after {figures['notified_s']:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--load-seconds", type=float, default=5)
@@ -77,26 +104,18 @@ def main() -> None:
     fixtures = bench.prepare_fixtures(args.database_url, env, workdir)
     gateway, serial = make_kit(args.database_url)
     report = next(s for s in bench.scenarios(fixtures) if s.name == "report")
-    with bench.services(env, workdir) as server, \
-            psycopg.connect(seed.libpq_url(args.database_url), autocommit=True) as conn:
+    with bench.services(env, workdir) as server:
         worker = server["worker"].pid
         bench.wait_for_quiet_worker(worker)
         os.kill(worker, signal.SIGSTOP)
         try:
             bench.run_wrk(wrk, server["base"], report, fixtures, seconds=args.load_seconds,
                           connections=16, workdir=workdir)
-            backlog = dict(conn.execute("SELECT job, count(*) FROM outbox "
-                                        "WHERE status = 'pending' GROUP BY job").fetchall())
-            status = press(server["base"], gateway, serial)
+            figures = measure(server["base"], args.database_url, gateway, serial,
+                              resume=lambda: os.kill(worker, signal.SIGCONT))
         finally:
             os.kill(worker, signal.SIGCONT)
-        if status != 202:
-            raise SystemExit(f"the gateway's SOS was answered {status}, not 202")
-        raised, notified = wait_for_alarm(conn, serial, timeout=300)
-    print(f"backlog when the SOS was pressed: {backlog}; ingest answered {status}")
-    print(f"alarm raised {raised:.2f} s after the worker went on, its notice sent after "
-          f"{notified:.2f} s" if notified is not None else f"no notice within 300 s (raised: "
-          f"{raised})")
+    print(f"An SOS pressed with the worker stopped, then let go on: {describe(figures)}.")
 
 
 if __name__ == "__main__":
