@@ -16,10 +16,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import DequeueTimeout
 from rq.job import Job
 
 from app.extensions import QUEUE_NAMES, db, redis_store
 from workers.jobs import load_job_modules
+from workers.pressure import Yielding
 from workers.schedule import book_all
 
 log = logging.getLogger("app.workers")
@@ -29,16 +31,49 @@ log = logging.getLogger("app.workers")
 MAINTENANCE_INTERVAL_SECONDS = 60
 
 
+URGENT_QUEUE = "urgent"  # never waits for the web (workers/pressure.py)
+
+
 class _LinliWorkerMixin:
-    """Each job in a fresh app context, and the periodic chains kept ticking."""
+    """Each job in a fresh app context, the periodic chains kept ticking, and routine jobs
+    giving way to the web while the CPUs are saturated (`yielding`, workers/pressure.py)."""
 
     forks = False
 
-    def __init__(self, queues: list[Queue], *, app: Flask, **kwargs) -> None:
+    def __init__(self, queues: list[Queue], *, app: Flask, yielding: Yielding | None = None,
+                 **kwargs) -> None:
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
         super().__init__(queues, **kwargs)
         self.app = app
+        self.yielding = yielding
         self.stop_requested = False
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
+        """RQ's dequeue, after giving way to the web while the CPUs are saturated: meanwhile
+        only an urgent job is taken. A burst (`timeout` None) never waits."""
+        if self.yielding is not None and timeout is not None:
+            urgent = self.yielding.wait(self._look_for_urgent)
+            if urgent is not None:
+                job, queue = urgent
+                self.reorder_queues(reference_queue=queue)
+                job.redis_server_version = self.get_redis_server_version()
+                self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+                return urgent
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def _look_for_urgent(self, seconds: float) -> tuple[Job, Queue] | None:
+        """An urgent job, waiting up to `seconds` for one (just a pause without that queue)."""
+        urgent = [queue for queue in self.queues if queue.name == URGENT_QUEUE]
+        if not urgent:
+            time.sleep(seconds)
+            return None
+        try:
+            return self.queue_class.dequeue_any(
+                urgent, seconds, connection=self.connection, job_class=self.job_class,
+                serializer=self.serializer, death_penalty_class=self.death_penalty_class)
+        except DequeueTimeout:
+            return None
 
     def request_stop(self, signum, frame) -> None:
         """A warm shutdown (SIGTERM, SIGINT, RQ's shutdown command): remember it was asked for."""
@@ -53,9 +88,14 @@ class _LinliWorkerMixin:
             return super().perform_job(job, queue)
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's maintenance; also restart the periodic chains if they lapsed (Redis flushed)."""
+        """RQ's maintenance; also restart the periodic chains if they lapsed (Redis flushed),
+        and say how long routine work gave way to the web since the last time."""
         super().run_maintenance_tasks()
         book_all(self.connection, now=True)
+        if self.yielding is not None and self.yielding.waited >= 1:
+            log.info("routine jobs gave way to the web for %.0f s (the CPUs were saturated)",
+                     self.yielding.waited)
+            self.yielding.waited = 0.0
 
 
 class LinliWorker(_LinliWorkerMixin, SimpleWorker):
@@ -165,7 +205,11 @@ def run_worker(app: Flask, queue_names: list[str], *, burst: bool, fork: bool = 
     connection = redis.Redis.from_url(app.config["REDIS_URL"])
     queues = [Queue(name, connection=connection) for name in queue_names]
     worker_class = ForkingLinliWorker if fork else LinliWorker
-    worker = worker_class(queues, app=app, connection=connection)
+    yielding = Yielding.from_config(app.config)
+    if yielding is not None:
+        log.info("routine jobs wait while the CPUs are %d %% crowded, up to %.1f s a job",
+                 yielding.threshold * 100, yielding.longest_wait)
+    worker = worker_class(queues, app=app, connection=connection, yielding=yielding)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     except (RedisConnectionError, RedisTimeoutError) as exc:  # its goodbye could not reach Redis
