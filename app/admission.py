@@ -21,17 +21,28 @@ What never holds a turn:
 - waiting on an outside service: `leave()` (the WeChat client calls it) gives the turn to the
   next request for good - the request goes on without one, so it never waits for a turn while
   it may hold database locks that the requests holding turns wait for.
+
+While requests wait for a turn the process says so in Redis (`QueuedSignal`): the RQ workers
+hold their routine jobs meanwhile, so residents' requests get the CPUs (workers/yielding.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from redis.exceptions import RedisError
+
 _held = threading.local()  # .turns: the Turns whose turn this thread's request holds
 UNQUEUED_PATHS = frozenset({"/healthz"})
+QUEUED_KEY = "linli:web:queued"  # exists while some process's requests wait for a turn
+QUEUED_TTL_MS = 500  # how long it outlives the last request seen waiting
+QUEUED_RENEW_SECONDS = 0.1  # a process writes it at most this often
 
 
 class Turns:
@@ -39,12 +50,13 @@ class Turns:
     hands its turn to the longest waiter (threading.Semaphore lets a newcomer take it first,
     which left some requests waiting for many turns - a long tail)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, on_queue: Callable[[], None] | None = None) -> None:
         if size < 1:
             raise ValueError("a request needs at least one turn")
         self._free = size
         self._lock = threading.Lock()
         self._waiters: deque[threading.Lock] = deque()
+        self.on_queue = on_queue  # called (without blocking) whenever a request has to wait
 
     def acquire(self) -> None:
         with self._lock:
@@ -54,6 +66,8 @@ class Turns:
             gate = threading.Lock()
             gate.acquire()
             self._waiters.append(gate)
+        if self.on_queue is not None:
+            self.on_queue()
         gate.acquire()  # opened by the holder that hands its turn over
 
     def release(self) -> None:
@@ -115,9 +129,44 @@ def _read_body_first(environ: dict, max_body: int | None) -> None:
     environ["wsgi.input"] = io.BytesIO(body)
 
 
+class QueuedSignal:
+    """Keeps QUEUED_KEY in Redis while this process's requests wait for a turn.
+
+    Called by a request about to wait; the write is left to a thread of its own, so a slow or
+    stopped Redis never holds up a request (nor a turn handed to it meanwhile), and made at
+    most every QUEUED_RENEW_SECONDS. The key expires QUEUED_TTL_MS after the last one.
+    """
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self._wanted = threading.Event()
+        self._started_in: int | None = None  # the pid whose thread writes (gunicorn forks)
+        self._start_lock = threading.Lock()
+
+    def __call__(self) -> None:
+        if self._started_in != os.getpid():
+            self._start()
+        self._wanted.set()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started_in != os.getpid():
+                threading.Thread(target=self._write, name="queued-signal", daemon=True).start()
+                self._started_in = os.getpid()
+
+    def _write(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            with contextlib.suppress(RedisError):  # the workers then just do not hold back
+                self.client.set(QUEUED_KEY, 1, px=QUEUED_TTL_MS)
+            time.sleep(QUEUED_RENEW_SECONDS)
+
+
 def install(app) -> None:
     """Wrap the Flask app's WSGI callable when WEB_ACTIVE_REQUESTS is above 0."""
     size = int(app.config.get("WEB_ACTIVE_REQUESTS") or 0)
     if size > 0:
-        app.wsgi_app = ActiveRequestLimit(app.wsgi_app, Turns(size),
+        signal = QueuedSignal(app.extensions["linli_redis"].client)
+        app.wsgi_app = ActiveRequestLimit(app.wsgi_app, Turns(size, on_queue=signal),
                                           app.config.get("MAX_CONTENT_LENGTH"))

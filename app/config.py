@@ -64,9 +64,8 @@ def load_config(overrides: dict | None = None) -> dict:
         # requests of one process running at once, the rest queued first come first served
         # (app/admission.py); 0 runs every request as soon as a thread takes it
         "WEB_ACTIVE_REQUESTS": _int("WEB_ACTIVE_REQUESTS", 3),
-        # Routine jobs wait while the CPUs are this % crowded (Linux PSI), for at most so many
-        # seconds a job; urgent ones never do (workers/pressure.py). 0: never wait
-        "WORKER_YIELD_PRESSURE": _int("WORKER_YIELD_PRESSURE", 50),
+        # A worker holds a routine job while the web's requests wait for a turn, for at most so
+        # many seconds a job; urgent jobs never wait (workers/yielding.py). 0: never hold
         "WORKER_YIELD_SECONDS": float(_env("WORKER_YIELD_SECONDS", "1")),
         "LOGIN_MAX_FAILURES": _int("LOGIN_MAX_FAILURES", 5),
         "LOGIN_FAILURE_WINDOW_SECONDS": _int("LOGIN_FAILURE_WINDOW_SECONDS", 900),

@@ -1,8 +1,10 @@
-"""Routine jobs give way to the web while the CPUs are saturated; urgent ones never wait
-(workers/pressure.py and the worker's dequeue in workers/__main__.py)."""
+"""Routine jobs give way while residents' requests wait for a turn; urgent ones never wait
+(the web's signal in app/admission.py, the worker's wait in workers/yielding.py and its dequeue
+in workers/__main__.py)."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
@@ -10,10 +12,82 @@ import pytest
 from rq import Queue
 from rq.utils import now
 
+from app.admission import QUEUED_KEY, ActiveRequestLimit, QueuedSignal, Turns
 from app.config import load_config
 from app.extensions import QUEUE_NAMES, redis_store
 from workers.__main__ import LinliWorker
-from workers.pressure import CpuPressure, Yielding
+from workers.yielding import Yielding
+
+
+def _wait_for(predicate, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def no_signal(app):
+    redis_store.client.delete(QUEUED_KEY)
+    yield redis_store.client
+    redis_store.client.delete(QUEUED_KEY)
+
+
+def test_requests_waiting_for_a_turn_tell_the_workers_in_redis(app, no_signal):
+    release = threading.Event()
+
+    def slow_view(environ, start_response):
+        release.wait(5)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wsgi = ActiveRequestLimit(slow_view, Turns(1, on_queue=QueuedSignal(no_signal)), None)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
+    first = threading.Thread(target=lambda: b"".join(wsgi(dict(environ), lambda *a: None)))
+    first.start()
+    time.sleep(0.1)
+    assert not no_signal.exists(QUEUED_KEY)  # one request, a free turn: nobody is waiting
+    second = threading.Thread(target=lambda: b"".join(wsgi(dict(environ), lambda *a: None)))
+    second.start()
+    _wait_for(lambda: no_signal.exists(QUEUED_KEY))
+    assert 0 < no_signal.pttl(QUEUED_KEY) <= 500  # it lapses soon after the queue empties
+    release.set()
+    first.join(5)
+    second.join(5)
+
+
+def test_the_signal_is_written_at_most_every_tenth_of_a_second(no_signal):
+    writes = []
+
+    class Counting:
+        def set(self, *args, **kwargs):
+            writes.append(time.monotonic())
+
+    signal = QueuedSignal(Counting())
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:
+        signal()
+        time.sleep(0.001)
+    time.sleep(0.15)
+    assert 3 <= len(writes) <= 7
+    assert all(b - a >= 0.09 for a, b in zip(writes, writes[1:], strict=False))
+
+
+def test_a_redis_outage_never_holds_up_a_request_that_waits():
+    class Down:
+        def set(self, *args, **kwargs):
+            time.sleep(2)  # a Redis that does not answer until the socket times out
+
+    signal = QueuedSignal(Down())
+    started = time.monotonic()
+    signal()
+    signal()
+    assert time.monotonic() - started < 0.1
+
+
+def test_the_gate_is_on_by_default_and_off_at_zero(no_signal):
+    assert Yielding.from_config(load_config(), no_signal).longest_wait == 1.0
+    assert Yielding.from_config({"WORKER_YIELD_SECONDS": 0}, no_signal) is None
 
 
 class Clock:
@@ -24,86 +98,17 @@ class Clock:
         return self.now
 
 
-def psi(path, some_total_us: int) -> None:
-    """A /proc/pressure/cpu as Linux writes it."""
-    path.write_text(f"some avg10=1.00 avg60=2.00 avg300=3.00 total={some_total_us}\n"
-                    "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
-
-
-def test_pressure_is_the_stalled_share_of_the_time_since_the_last_reading(tmp_path):
-    path, clock = tmp_path / "cpu", Clock()
-    psi(path, 5_000_000)
-    pressure = CpuPressure(path, clock)
-    assert pressure.available
-    clock.now += 0.5
-    psi(path, 5_400_000)  # 0.4 s of the 0.5 s some task waited for a CPU
-    assert pressure.share() == pytest.approx(0.8)
-    clock.now += 1.0
-    psi(path, 5_450_000)
-    assert pressure.share() == pytest.approx(0.05)
-
-
-def test_a_window_too_short_to_tell_keeps_the_last_reading(tmp_path):
-    path, clock = tmp_path / "cpu", Clock()
-    psi(path, 0)
-    pressure = CpuPressure(path, clock)
-    clock.now += 0.5
-    psi(path, 450_000)
-    assert pressure.share() == pytest.approx(0.9)
-    clock.now += 0.01  # a quick job later: 10 ms say nothing either way
-    psi(path, 450_000)
-    assert pressure.share() == pytest.approx(0.9)
-    clock.now += 0.2  # the window runs from the last real reading
-    assert pressure.share() == pytest.approx(0.0)
-
-
-@pytest.mark.parametrize("content", [None, "garbage\n", "some avg10=1 total=x\n"])
-def test_without_pressure_information_the_worker_never_waits(tmp_path, content):
-    path = tmp_path / "cpu"
-    if content is not None:
-        path.write_text(content)
-    assert not CpuPressure(path).available
-    config = load_config({"WORKER_YIELD_PRESSURE": 50, "WORKER_YIELD_SECONDS": 1})
-    assert Yielding.from_config(config, path) is None
-
-
-def test_the_gate_is_off_at_zero_and_on_by_default(tmp_path):
-    path = tmp_path / "cpu"
-    psi(path, 0)
-    assert Yielding.from_config({"WORKER_YIELD_PRESSURE": 0, "WORKER_YIELD_SECONDS": 1},
-                                path) is None
-    assert Yielding.from_config({"WORKER_YIELD_PRESSURE": 50, "WORKER_YIELD_SECONDS": 0},
-                                path) is None
-    gate = Yielding.from_config(load_config(), path)
-    assert (gate.threshold, gate.longest_wait) == (0.5, 1.0)
-
-
-class Pressure:
-    """A pressure reading the test sets; counts the readings."""
-
-    def __init__(self, share: float) -> None:
-        self.value, self.readings = share, 0
-
-    def share(self) -> float:
-        self.readings += 1
-        return self.value
-
-
-def gate_with(share: float, longest_wait: float = 1.0) -> tuple[Yielding, Pressure, Clock]:
-    clock, pressure = Clock(), Pressure(share)
-    gate = Yielding(pressure, threshold=0.5, longest_wait=longest_wait, clock=clock)
-    return gate, pressure, clock
-
-
-def test_an_uncrowded_machine_lets_the_job_go_at_once():
-    gate, _, _ = gate_with(0.49)
+def test_with_no_request_waiting_the_job_goes_at_once(no_signal):
+    gate = Yielding(no_signal, longest_wait=1.0)
     looks = []
     assert gate.wait(looks.append) is None
     assert looks == [] and gate.waited == 0
 
 
-def test_a_crowded_machine_holds_routine_work_for_at_most_the_longest_wait():
-    gate, _, clock = gate_with(0.9, longest_wait=1.0)
+def test_while_requests_wait_routine_work_is_held_for_at_most_the_longest_wait(no_signal):
+    no_signal.set(QUEUED_KEY, 1, px=60_000)
+    clock = Clock()
+    gate = Yielding(no_signal, longest_wait=1.0, clock=clock)
     looks = []
 
     def look(seconds):
@@ -117,20 +122,24 @@ def test_a_crowded_machine_holds_routine_work_for_at_most_the_longest_wait():
     assert gate.waited == pytest.approx(1.0)
 
 
-def test_the_wait_ends_when_the_pressure_drops():
-    gate, pressure, clock = gate_with(0.9)
+def test_the_wait_ends_when_the_queue_empties(no_signal):
+    no_signal.set(QUEUED_KEY, 1, px=60_000)
+    clock = Clock()
+    gate = Yielding(no_signal, longest_wait=1.0, clock=clock)
 
     def look(seconds):
         clock.now += seconds
-        pressure.value = 0.1  # the web's load is over
+        no_signal.delete(QUEUED_KEY)  # the web's signal lapsed
         return None
 
     assert gate.wait(look) is None
     assert gate.waited == pytest.approx(0.2)
 
 
-def test_an_urgent_job_found_while_waiting_is_taken_at_once():
-    gate, _, clock = gate_with(0.95)
+def test_an_urgent_job_found_while_waiting_is_taken_at_once(no_signal):
+    no_signal.set(QUEUED_KEY, 1, px=60_000)
+    clock = Clock()
+    gate = Yielding(no_signal, longest_wait=1.0, clock=clock)
     found = ("job", "urgent")
 
     def look(seconds):
@@ -142,17 +151,16 @@ def test_an_urgent_job_found_while_waiting_is_taken_at_once():
 
 
 @pytest.fixture
-def worker_queues(app):
-    """The app's four queues, emptied, and an RQ worker on them with a gate the test sets
-    (RQ needs a real Redis: fakeredis runs no scripts)."""
+def worker_queues(app, no_signal):
+    """The app's four queues, emptied, and an RQ worker on them that gives way for up to
+    `longest_wait` (RQ needs a real Redis: fakeredis runs no scripts)."""
     queues = {name: Queue(name, connection=redis_store.client) for name in QUEUE_NAMES}
     for queue in queues.values():
         queue.empty()
 
-    def worker(share: float, longest_wait: float = 0.4) -> LinliWorker:
-        gate = Yielding(Pressure(share), threshold=0.5, longest_wait=longest_wait)
+    def worker(longest_wait: float = 0.4) -> LinliWorker:
         made = LinliWorker(list(queues.values()), app=app, connection=redis_store.client,
-                           yielding=gate)
+                           yielding=Yielding(redis_store.client, longest_wait=longest_wait))
         made.last_cleaned_at = now()  # no maintenance: it would book the periodic ticks
         return made
 
@@ -162,21 +170,22 @@ def worker_queues(app):
 
 
 @pytest.mark.redis
-def test_a_worker_takes_a_routine_job_at_once_when_the_cpus_have_room(worker_queues):
+def test_a_worker_takes_a_routine_job_at_once_when_no_request_waits(worker_queues):
     queues, worker = worker_queues
     routine = queues["high"].enqueue("builtins.len", "route")
     started = time.monotonic()
-    job, queue = worker(share=0.1).dequeue_job_and_maintain_ttl(timeout=1)
+    job, queue = worker().dequeue_job_and_maintain_ttl(timeout=1)
     assert (job.id, queue.name) == (routine.id, "high")
     assert time.monotonic() - started < 0.3
 
 
 @pytest.mark.redis
-def test_a_busy_machine_makes_routine_jobs_wait_and_urgent_ones_go_first(worker_queues):
+def test_while_requests_wait_routine_jobs_wait_and_urgent_ones_go_first(worker_queues):
     queues, worker = worker_queues
+    redis_store.client.set(QUEUED_KEY, 1, px=60_000)
     routine = queues["high"].enqueue("builtins.len", "route")
     urgent = queues["urgent"].enqueue("builtins.len", "sos")
-    busy = worker(share=0.9, longest_wait=0.4)
+    busy = worker(longest_wait=0.4)
     started = time.monotonic()
     job, queue = busy.dequeue_job_and_maintain_ttl(timeout=1)
     assert (job.id, queue.name) == (urgent.id, "urgent")  # at once, ahead of the routine one
@@ -190,8 +199,9 @@ def test_a_busy_machine_makes_routine_jobs_wait_and_urgent_ones_go_first(worker_
 @pytest.mark.redis
 def test_an_urgent_job_arriving_while_routine_work_waits_is_taken(worker_queues):
     queues, worker = worker_queues
+    redis_store.client.set(QUEUED_KEY, 1, px=60_000)
     queues["high"].enqueue("builtins.len", "route")
-    busy = worker(share=0.9, longest_wait=5.0)
+    busy = worker(longest_wait=5.0)
     later = threading.Timer(0.3, lambda: queues["urgent"].enqueue("builtins.len", "sos"))
     later.start()
     started = time.monotonic()
@@ -202,10 +212,22 @@ def test_an_urgent_job_arriving_while_routine_work_waits_is_taken(worker_queues)
 
 
 @pytest.mark.redis
+def test_routine_work_resumes_once_the_web_stops_queueing(worker_queues):
+    queues, worker = worker_queues
+    redis_store.client.set(QUEUED_KEY, 1, px=300)  # the last waiting request 0.3 s from now
+    routine = queues["default"].enqueue("builtins.len", "notify")
+    started = time.monotonic()
+    job, _ = worker(longest_wait=5.0).dequeue_job_and_maintain_ttl(timeout=1)
+    assert job.id == routine.id
+    assert 0.25 <= time.monotonic() - started < 1.0
+
+
+@pytest.mark.redis
 def test_a_burst_never_waits(worker_queues):
     queues, worker = worker_queues
+    redis_store.client.set(QUEUED_KEY, 1, px=60_000)
     routine = queues["low"].enqueue("builtins.len", "tick")
     started = time.monotonic()
-    job, _ = worker(share=1.0, longest_wait=5.0).dequeue_job_and_maintain_ttl(timeout=None)
+    job, _ = worker(longest_wait=5.0).dequeue_job_and_maintain_ttl(timeout=None)
     assert job.id == routine.id
     assert time.monotonic() - started < 0.3

@@ -21,8 +21,8 @@ from rq.job import Job
 
 from app.extensions import QUEUE_NAMES, db, redis_store
 from workers.jobs import load_job_modules
-from workers.pressure import Yielding
 from workers.schedule import book_all
+from workers.yielding import Yielding
 
 log = logging.getLogger("app.workers")
 
@@ -31,12 +31,12 @@ log = logging.getLogger("app.workers")
 MAINTENANCE_INTERVAL_SECONDS = 60
 
 
-URGENT_QUEUE = "urgent"  # never waits for the web (workers/pressure.py)
+URGENT_QUEUE = "urgent"  # never waits for the web (workers/yielding.py)
 
 
 class _LinliWorkerMixin:
     """Each job in a fresh app context, the periodic chains kept ticking, and routine jobs
-    giving way to the web while the CPUs are saturated (`yielding`, workers/pressure.py)."""
+    giving way while the web's requests queue (`yielding`, workers/yielding.py)."""
 
     forks = False
 
@@ -50,8 +50,8 @@ class _LinliWorkerMixin:
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
-        """RQ's dequeue, after giving way to the web while the CPUs are saturated: meanwhile
-        only an urgent job is taken. A burst (`timeout` None) never waits."""
+        """RQ's dequeue, after giving way while the web's requests queue: meanwhile only an
+        urgent job is taken. A burst (`timeout` None) never waits."""
         if self.yielding is not None and timeout is not None:
             urgent = self.yielding.wait(self._look_for_urgent)
             if urgent is not None:
@@ -93,7 +93,7 @@ class _LinliWorkerMixin:
         super().run_maintenance_tasks()
         book_all(self.connection, now=True)
         if self.yielding is not None and self.yielding.waited >= 1:
-            log.info("routine jobs gave way to the web for %.0f s (the CPUs were saturated)",
+            log.info("routine jobs gave way to the web for %.0f s (its requests queued)",
                      self.yielding.waited)
             self.yielding.waited = 0.0
 
@@ -205,10 +205,7 @@ def run_worker(app: Flask, queue_names: list[str], *, burst: bool, fork: bool = 
     connection = redis.Redis.from_url(app.config["REDIS_URL"])
     queues = [Queue(name, connection=connection) for name in queue_names]
     worker_class = ForkingLinliWorker if fork else LinliWorker
-    yielding = Yielding.from_config(app.config)
-    if yielding is not None:
-        log.info("routine jobs wait while the CPUs are %d %% crowded, up to %.1f s a job",
-                 yielding.threshold * 100, yielding.longest_wait)
+    yielding = Yielding.from_config(app.config, connection)
     worker = worker_class(queues, app=app, connection=connection, yielding=yielding)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
