@@ -22,8 +22,9 @@ What never holds a turn:
   next request for good - the request goes on without one, so it never waits for a turn while
   it may hold database locks that the requests holding turns wait for.
 
-While requests wait for a turn the process says so in Redis (`QueuedSignal`): the RQ workers
-hold their routine jobs meanwhile, so residents' requests get the CPUs (workers/yielding.py).
+While requests wait for their turns (20 ms or more) the process says so in Redis
+(`QueuedSignal`): the RQ workers hold their routine jobs meanwhile, so residents' requests get
+the CPUs (workers/yielding.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from redis.exceptions import RedisError
 _held = threading.local()  # .turns: the Turns whose turn this thread's request holds
 UNQUEUED_PATHS = frozenset({"/healthz"})
 QUEUED_KEY = "linli:web:queued"  # exists while some process's requests wait for a turn
+QUEUED_AFTER_SECONDS = 0.02  # a wait this long counts (at 50 submissions/s a p99 is ~15 ms)
 QUEUED_TTL_MS = 500  # how long it outlives the last request seen waiting
 QUEUED_RENEW_SECONDS = 0.1  # a process writes it at most this often
 
@@ -50,13 +52,16 @@ class Turns:
     hands its turn to the longest waiter (threading.Semaphore lets a newcomer take it first,
     which left some requests waiting for many turns - a long tail)."""
 
-    def __init__(self, size: int, on_queue: Callable[[], None] | None = None) -> None:
+    def __init__(self, size: int, on_queue: Callable[[], None] | None = None,
+                 queued_after: float = QUEUED_AFTER_SECONDS) -> None:
         if size < 1:
             raise ValueError("a request needs at least one turn")
         self._free = size
         self._lock = threading.Lock()
         self._waiters: deque[threading.Lock] = deque()
-        self.on_queue = on_queue  # called (without blocking) whenever a request has to wait
+        # called (it must not block) when a request got its turn after waiting `queued_after`
+        # or longer: a moment's queue at a modest load does not count
+        self.on_queue, self.queued_after = on_queue, queued_after
 
     def acquire(self) -> None:
         with self._lock:
@@ -66,9 +71,10 @@ class Turns:
             gate = threading.Lock()
             gate.acquire()
             self._waiters.append(gate)
-        if self.on_queue is not None:
-            self.on_queue()
+        waiting_since = time.monotonic()
         gate.acquire()  # opened by the holder that hands its turn over
+        if self.on_queue is not None and time.monotonic() - waiting_since >= self.queued_after:
+            self.on_queue()
 
     def release(self) -> None:
         with self._lock:
@@ -130,9 +136,9 @@ def _read_body_first(environ: dict, max_body: int | None) -> None:
 
 
 class QueuedSignal:
-    """Keeps QUEUED_KEY in Redis while this process's requests wait for a turn.
+    """Keeps QUEUED_KEY in Redis while this process's requests wait for their turns.
 
-    Called by a request about to wait; the write is left to a thread of its own, so a slow or
+    Called by a request that waited; the write is left to a thread of its own, so a slow or
     stopped Redis never holds up a request (nor a turn handed to it meanwhile), and made at
     most every QUEUED_RENEW_SECONDS. The key expires QUEUED_TTL_MS after the last one.
     """

@@ -317,6 +317,23 @@ def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
         process.wait(grace)
 
 
+def worker_yield_seconds() -> float:
+    """How long the worker holds a routine job while requests queue (workers/yielding.py; the
+    services get this process's environment)."""
+    from app.config import load_config
+
+    return load_config()["WORKER_YIELD_SECONDS"]
+
+
+def worker_yield_note(seconds: float | None) -> str:
+    """The table's header words for it (older results did not record it)."""
+    if seconds is None:
+        return ""
+    if seconds <= 0:
+        return " never giving way"
+    return f" giving way up to {seconds:g} s a job while requests queue"
+
+
 def active_requests() -> int:
     """The requests each gunicorn worker runs at once (app/admission.py; 0: no queue)."""
     if ACTIVE["requests"] is not None:
@@ -789,7 +806,8 @@ def markdown(report: dict) -> str:
              f"connections, {meta['duration_s']:g} s per endpoint, gunicorn "
              f"{GUNICORN['workers']}×{GUNICORN['worker_class']}/{GUNICORN['threads']} threads "
              f"({meta.get('active_requests', 'all')} active), "
-             f"RQ worker at {meta.get('worker_cpu', 'weight 100')}, "
+             f"RQ worker at {meta.get('worker_cpu', 'weight 100')}"
+             f"{worker_yield_note(meta.get('worker_yield_s'))}, "
              f"{meta['cpus']} CPUs, load before {meta['load_before'][0]:.2f}",
              "",
              "| endpoint | req/s | p50 ms | p95 ms | p99 ms | errors | SQL/req "
@@ -975,7 +993,7 @@ def run(args, wrk: str, database_url: str, workdir: Path) -> dict:
             "rows": seed.table_counts(database_url), "connections": args.connections,
             "duration_s": args.duration, "warmup_s": args.warmup, "wrk": wrk_version(wrk),
             "wrk_threads": WRK_THREADS, "gunicorn": GUNICORN, "worker_cpu": worker_weight,
-            "active_requests": active_requests(),
+            "active_requests": active_requests(), "worker_yield_s": worker_yield_seconds(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(), "load_before": load_before,
             "load_after": os.getloadavg()}

@@ -33,27 +33,45 @@ def no_signal(app):
     redis_store.client.delete(QUEUED_KEY)
 
 
-def test_requests_waiting_for_a_turn_tell_the_workers_in_redis(app, no_signal):
+def _hold_a_turn_then_queue(wsgi, held_for: float) -> None:
+    """One request holds the only turn for `held_for` seconds while a second waits for it."""
     release = threading.Event()
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
 
-    def slow_view(environ, start_response):
+    def view(environ, start_response):
         release.wait(5)
         start_response("200 OK", [])
         return [b"ok"]
 
-    wsgi = ActiveRequestLimit(slow_view, Turns(1, on_queue=QueuedSignal(no_signal)), None)
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
-    first = threading.Thread(target=lambda: b"".join(wsgi(dict(environ), lambda *a: None)))
-    first.start()
-    time.sleep(0.1)
-    assert not no_signal.exists(QUEUED_KEY)  # one request, a free turn: nobody is waiting
-    second = threading.Thread(target=lambda: b"".join(wsgi(dict(environ), lambda *a: None)))
-    second.start()
+    wsgi.app = view
+    requests = [threading.Thread(target=lambda: b"".join(wsgi(dict(environ), lambda *a: None)))
+                for _ in range(2)]
+    requests[0].start()
+    _wait_for(lambda: wsgi.turns.free == 0)
+    requests[1].start()
+    _wait_for(lambda: wsgi.turns.waiting == 1)
+    time.sleep(held_for)
+    release.set()
+    for request in requests:
+        request.join(5)
+
+
+def test_requests_waiting_for_their_turns_tell_the_workers_in_redis(app, no_signal):
+    wsgi = ActiveRequestLimit(None, Turns(1, on_queue=QueuedSignal(no_signal)), None)
+    _hold_a_turn_then_queue(wsgi, held_for=0.05)
     _wait_for(lambda: no_signal.exists(QUEUED_KEY))
     assert 0 < no_signal.pttl(QUEUED_KEY) <= 500  # it lapses soon after the queue empties
-    release.set()
-    first.join(5)
-    second.join(5)
+
+
+def test_a_moments_wait_for_a_turn_does_not_count():
+    waits = []
+    wsgi = ActiveRequestLimit(None, Turns(1, on_queue=lambda: waits.append(1),
+                                          queued_after=1.0), None)
+    _hold_a_turn_then_queue(wsgi, held_for=0.05)  # a modest load's blip
+    assert waits == []
+    wsgi.turns.queued_after = 0.02
+    _hold_a_turn_then_queue(wsgi, held_for=0.05)
+    assert waits == [1]
 
 
 def test_the_signal_is_written_at_most_every_tenth_of_a_second(no_signal):
