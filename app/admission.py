@@ -29,8 +29,8 @@ the CPUs (workers/yielding.py).
 
 from __future__ import annotations
 
-import contextlib
 import io
+import logging
 import os
 import threading
 import time
@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 
 from redis.exceptions import RedisError
 
+log = logging.getLogger(__name__)
 _held = threading.local()  # .turns: the Turns whose turn this thread's request holds
 UNQUEUED_PATHS = frozenset({"/healthz"})
 QUEUED_KEY = "linli:web:queued"  # exists while some process's requests wait for a turn
@@ -164,8 +165,12 @@ class QueuedSignal:
         while True:
             self._wanted.wait()
             self._wanted.clear()
-            with contextlib.suppress(RedisError):  # the workers then just do not hold back
+            try:
                 self.client.set(QUEUED_KEY, 1, px=QUEUED_TTL_MS)
+            except RedisError:  # the workers then just do not hold back
+                pass
+            except Exception:  # never let the thread die: the process would stop signalling
+                log.exception("could not tell the workers that requests queue")
             time.sleep(QUEUED_RENEW_SECONDS)
 
 

@@ -48,6 +48,7 @@ api = LinliApi(
 # burst of reports leaves a backlog of routing jobs, and an SOS pressed then must not wait
 # behind it (it waited 24.6-29.1 s behind 1,000-1,300 of them: `python -m bench.sos`).
 QUEUE_NAMES = ("urgent", "high", "default", "low")
+URGENT_QUEUE = QUEUE_NAMES[0]  # never waits for the web's requests (workers/yielding.py)
 
 
 class RedisState:

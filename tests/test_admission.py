@@ -10,7 +10,8 @@ import time
 import pytest
 
 from app import admission
-from app.admission import ActiveRequestLimit, Turns
+from app.admission import QUEUED_KEY, ActiveRequestLimit, QueuedSignal, Turns
+from app.extensions import redis_store
 from miniprogram_mock.wechat_server import Fault, shared_mock_app
 
 
@@ -246,3 +247,111 @@ def test_the_limit_is_set_by_web_active_requests(app_of_its_own, size, wrapped):
     configured = app_of_its_own(WEB_ACTIVE_REQUESTS=size)
     assert isinstance(configured.wsgi_app, ActiveRequestLimit) is wrapped
     assert configured.test_client().get("/healthz").status_code == 200
+
+
+# The web's signal to the workers that requests queue (QueuedSignal; workers/yielding.py waits
+# on it).
+
+
+@pytest.fixture
+def no_signal(app):
+    """The app's Redis without the signal, before and after."""
+    redis_store.client.delete(QUEUED_KEY)
+    yield redis_store.client
+    redis_store.client.delete(QUEUED_KEY)
+
+
+def _hold_a_turn_then_queue(wsgi, held_for: float) -> None:
+    """One request holds the only turn for `held_for` seconds while a second waits for it."""
+    release = threading.Event()
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
+
+    def view(environ, start_response):
+        release.wait(5)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wsgi.app = view
+    requests = [threading.Thread(target=_call, args=(wsgi, dict(environ))) for _ in range(2)]
+    requests[0].start()
+    _wait_for(lambda: wsgi.turns.free == 0)
+    requests[1].start()
+    _wait_for(lambda: wsgi.turns.waiting == 1)
+    time.sleep(held_for)
+    release.set()
+    for request in requests:
+        request.join(5)
+
+
+def test_a_request_that_waited_for_its_turn_tells_the_workers_in_redis(no_signal):
+    wsgi = ActiveRequestLimit(None, Turns(1, on_queue=QueuedSignal(no_signal)), None)
+    _hold_a_turn_then_queue(wsgi, held_for=0.05)
+    _wait_for(lambda: no_signal.exists(QUEUED_KEY))
+    assert 0 < no_signal.pttl(QUEUED_KEY) <= 500  # it lapses soon after the queue empties
+
+
+def test_a_moments_wait_for_a_turn_does_not_count():
+    waits = []
+    wsgi = ActiveRequestLimit(None, Turns(1, on_queue=lambda: waits.append(1),
+                                          queued_after=5.0), None)
+    _hold_a_turn_then_queue(wsgi, held_for=0.05)  # a modest load's blip
+    assert waits == []
+    wsgi.turns.queued_after = 0.02
+    _hold_a_turn_then_queue(wsgi, held_for=0.05)
+    assert waits == [1]
+
+
+def test_the_apps_request_queue_signals_into_its_redis(app_of_its_own):
+    other = app_of_its_own(WEB_ACTIVE_REQUESTS=1)
+    with other.app_context():
+        redis_store.client.delete(QUEUED_KEY)
+        other.wsgi_app.turns.on_queue()  # what a request does after waiting its 20 ms
+        _wait_for(lambda: redis_store.client.exists(QUEUED_KEY))
+        redis_store.client.delete(QUEUED_KEY)
+    assert other.wsgi_app.turns.queued_after == 0.02
+
+
+def test_the_signal_is_written_at_most_every_tenth_of_a_second():
+    writes = []
+
+    class Counting:
+        def set(self, *args, **kwargs):
+            writes.append(time.monotonic())
+
+    signal = QueuedSignal(Counting())
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:
+        signal()
+        time.sleep(0.001)
+    time.sleep(0.15)
+    assert 3 <= len(writes) <= 7
+    assert all(b - a >= 0.09 for a, b in zip(writes, writes[1:], strict=False))
+
+
+def test_a_redis_that_does_not_answer_never_holds_up_a_waiting_request():
+    class Hung:
+        def set(self, *args, **kwargs):
+            time.sleep(2)  # until the socket times out
+
+    signal = QueuedSignal(Hung())
+    started = time.monotonic()
+    signal()
+    signal()
+    assert time.monotonic() - started < 1.0
+
+
+def test_an_unexpected_error_does_not_end_the_signalling(caplog):
+    calls = []
+
+    class Broken:
+        def set(self, *args, **kwargs):
+            calls.append(1)
+            raise TypeError("a client that changed under us")
+
+    signal = QueuedSignal(Broken())
+    signal()
+    _wait_for(lambda: len(calls) == 1)
+    time.sleep(0.15)
+    signal()
+    _wait_for(lambda: len(calls) == 2)  # the writer thread lived on
+    assert "could not tell the workers" in caplog.text

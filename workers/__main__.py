@@ -16,10 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker, Worker
-from rq.exceptions import DequeueTimeout
 from rq.job import Job
 
-from app.extensions import QUEUE_NAMES, db, redis_store
+from app.extensions import QUEUE_NAMES, URGENT_QUEUE, db, redis_store
 from workers.jobs import load_job_modules
 from workers.schedule import book_all
 from workers.yielding import Yielding
@@ -29,9 +28,6 @@ log = logging.getLogger("app.workers")
 # RQ's default is 10 minutes. Maintenance is what takes over the scheduler lock and requeues
 # the jobs of a worker that died without a goodbye (SIGKILL, OOM); each run is a few cheap calls.
 MAINTENANCE_INTERVAL_SECONDS = 60
-
-
-URGENT_QUEUE = "urgent"  # never waits for the web (workers/yielding.py)
 
 
 class _LinliWorkerMixin:
@@ -50,30 +46,19 @@ class _LinliWorkerMixin:
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
-        """RQ's dequeue, after giving way while the web's requests queue: meanwhile only an
-        urgent job is taken. A burst (`timeout` None) never waits."""
+        """RQ's dequeue, after giving way while the web's requests queue - cut short when an
+        urgent job comes (RQ's dequeue then takes it: `urgent` is the first queue). A burst
+        (`timeout` None) never waits."""
         if self.yielding is not None and timeout is not None:
-            urgent = self.yielding.wait(self._look_for_urgent)
-            if urgent is not None:
-                job, queue = urgent
-                self.reorder_queues(reference_queue=queue)
-                job.redis_server_version = self.get_redis_server_version()
-                self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
-                return urgent
+            self.yielding.wait(self._urgent_job_waiting)
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
-    def _look_for_urgent(self, seconds: float) -> tuple[Job, Queue] | None:
-        """An urgent job, waiting up to `seconds` for one (just a pause without that queue)."""
-        urgent = [queue for queue in self.queues if queue.name == URGENT_QUEUE]
-        if not urgent:
-            time.sleep(seconds)
-            return None
+    def _urgent_job_waiting(self) -> bool:
+        """Whether an urgent job is queued (a Redis error: yes - RQ's dequeue deals with it)."""
         try:
-            return self.queue_class.dequeue_any(
-                urgent, seconds, connection=self.connection, job_class=self.job_class,
-                serializer=self.serializer, death_penalty_class=self.death_penalty_class)
-        except DequeueTimeout:
-            return None
+            return any(queue.count for queue in self.queues if queue.name == URGENT_QUEUE)
+        except RedisError:
+            return True
 
     def request_stop(self, signum, frame) -> None:
         """A warm shutdown (SIGTERM, SIGINT, RQ's shutdown command): remember it was asked for."""
@@ -203,10 +188,7 @@ def run_worker(app: Flask, queue_names: list[str], *, burst: bool, fork: bool = 
     # raises its connection's socket timeout for its blocking pops.) The app's queues may be
     # synchronous (RQ_ASYNC=False); a worker's never are.
     connection = redis.Redis.from_url(app.config["REDIS_URL"])
-    queues = [Queue(name, connection=connection) for name in queue_names]
-    worker_class = ForkingLinliWorker if fork else LinliWorker
-    yielding = Yielding.from_config(app.config, connection)
-    worker = worker_class(queues, app=app, connection=connection, yielding=yielding)
+    worker = build_worker(app, queue_names, connection, fork=fork)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     except (RedisConnectionError, RedisTimeoutError) as exc:  # its goodbye could not reach Redis
@@ -218,6 +200,16 @@ def run_worker(app: Flask, queue_names: list[str], *, burst: bool, fork: bool = 
         return True
     log.warning("worker quit on an error (see above); starting a new one once Redis answers")
     return False
+
+
+def build_worker(app: Flask, queue_names: list[str], connection: redis.Redis, *,
+                 fork: bool = False) -> _LinliWorkerMixin:
+    """The worker run_worker runs: on `queue_names` in that order, giving way to the web as
+    WORKER_YIELD_SECONDS says."""
+    queues = [Queue(name, connection=connection) for name in queue_names]
+    worker_class = ForkingLinliWorker if fork else LinliWorker
+    return worker_class(queues, app=app, connection=connection,
+                        yielding=Yielding.from_config(app.config, connection))
 
 
 def wait_for_redis(longest_pause: float = 30.0) -> None:
