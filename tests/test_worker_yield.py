@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 from rq.job import JobStatus
 from rq.timeouts import TimerDeathPenalty
@@ -35,10 +36,11 @@ def queued(client) -> None:
 def test_the_worker_gives_way_for_a_second_by_default_and_never_at_zero(app, monkeypatch,
                                                                          no_signal):
     monkeypatch.delenv("WORKER_YIELD_SECONDS", raising=False)
-    assert build_worker(app, list(QUEUE_NAMES), no_signal).yielding.longest_wait == 1.0
-    app.config["WORKER_YIELD_SECONDS"] = 0
-    assert build_worker(app, list(QUEUE_NAMES), no_signal).yielding is None
     assert Yielding.from_config(load_config(), no_signal).longest_wait == 1.0
+    monkeypatch.setitem(app.config, "WORKER_YIELD_SECONDS", 1.0)
+    assert build_worker(app, list(QUEUE_NAMES), no_signal).yielding.longest_wait == 1.0
+    monkeypatch.setitem(app.config, "WORKER_YIELD_SECONDS", 0)
+    assert build_worker(app, list(QUEUE_NAMES), no_signal).yielding is None
     assert Yielding(no_signal, longest_wait=3600).longest_wait == 60  # inside RQ's worker TTL
 
 
@@ -172,10 +174,10 @@ def test_an_urgent_job_arriving_while_routine_work_waits_goes_first_and_runs_onc
 @pytest.mark.redis
 def test_routine_work_resumes_once_the_web_stops_queueing(worker_queues):
     queues, worker = worker_queues
-    redis_store.client.set(QUEUED_KEY, 1, px=300)  # the last waiting request 0.3 s from now
     routine = queues["default"].enqueue("builtins.len", "notify")
     busy = worker(longest_wait=5.0)
     started = time.monotonic()
+    redis_store.client.set(QUEUED_KEY, 1, px=300)  # the last waiting request 0.3 s from now
     job, _ = busy.dequeue_job_and_maintain_ttl(timeout=1)
     assert job.id == routine.id
     assert 0.25 <= time.monotonic() - started < 2.5
@@ -191,3 +193,36 @@ def test_a_burst_never_waits(worker_queues):
     job, _ = busy.dequeue_job_and_maintain_ttl(timeout=None)
     assert job.id == routine.id
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.redis
+def test_trouble_looking_at_the_urgent_queue_ends_the_wait(worker_queues, monkeypatch):
+    queues, worker = worker_queues
+    queued(redis_store.client)
+    routine = queues["high"].enqueue("builtins.len", "route")
+    busy = worker(longest_wait=5.0)
+    urgent = next(queue for queue in busy.queues if queue.name == "urgent")
+
+    def broken(self):
+        raise RedisConnectionError("a blip")
+
+    monkeypatch.setattr(type(urgent), "count", property(broken))
+    started = time.monotonic()
+    job, _ = busy.dequeue_job_and_maintain_ttl(timeout=1)  # RQ's dequeue deals with Redis
+    assert job.id == routine.id
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.redis
+def test_a_worker_of_the_urgent_queue_alone_never_waits(app, worker_queues):
+    queues, _ = worker_queues
+    queued(redis_store.client)
+    sos = queues["urgent"].enqueue("builtins.len", "sos")
+    alone = LinliWorker([queues["urgent"]], app=app, connection=redis_store.client,
+                        yielding=Yielding(redis_store.client, longest_wait=5.0))
+    alone.last_cleaned_at = now()
+    looked = []
+    alone._urgent_job_waiting = lambda: looked.append(1) or False
+    job, _ = alone.dequeue_job_and_maintain_ttl(timeout=1)
+    assert job.id == sos.id
+    assert looked == [] and alone.yielding.waited == 0

@@ -47,9 +47,11 @@ class _LinliWorkerMixin:
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
         """RQ's dequeue, after giving way while the web's requests queue - cut short when an
-        urgent job comes (RQ's dequeue then takes it: `urgent` is the first queue). A burst
-        (`timeout` None) never waits."""
-        if self.yielding is not None and timeout is not None:
+        urgent job comes (RQ's dequeue then takes it: `urgent` is always the first queue,
+        queue_names sees to it). A burst (`timeout` None) or a worker of `urgent` alone never
+        waits."""
+        if self.yielding is not None and timeout is not None and any(
+                queue.name != URGENT_QUEUE for queue in self.queues):
             self.yielding.wait(self._urgent_job_waiting)
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
@@ -109,6 +111,8 @@ def queue_names(value: str) -> list[str]:
         raise argparse.ArgumentTypeError(
             f"queues must be among {','.join(QUEUE_NAMES)}; got {value!r}"
         )
+    if URGENT_QUEUE in names[1:]:  # safety alarms never wait behind other work
+        raise argparse.ArgumentTypeError(f"{URGENT_QUEUE} must come first; got {value!r}")
     return names
 
 

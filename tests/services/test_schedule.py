@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
@@ -67,4 +68,6 @@ def test_a_worker_started_without_the_urgent_queue_says_so(caplog):
 
     assert warn_of_queues_left(parse_args([]).queues) == []
     assert warn_of_queues_left(parse_args(["--queues", "high,default,low"]).queues) == ["urgent"]
+    with pytest.raises(SystemExit):  # safety alarms never wait behind other work
+        parse_args(["--queues", "high,urgent"])
     assert "leaves the queues urgent to others" in caplog.text
