@@ -17,7 +17,6 @@ hold each other back.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -25,8 +24,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from app.admission import QUEUED_KEY
-
-log = logging.getLogger("app.workers")
 
 STEP_SECONDS = 0.05  # how often a wait looks for an urgent job and at the web's queue
 LONGEST_WAIT_SECONDS = 60.0  # WORKER_YIELD_SECONDS is held to this (RQ's worker TTL is 420 s)
