@@ -264,7 +264,6 @@ def no_signal(app):
 def _hold_a_turn_then_queue(wsgi, held_for: float) -> None:
     """One request holds the only turn for `held_for` seconds while a second waits for it."""
     release = threading.Event()
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
 
     def view(environ, start_response):
         release.wait(5)
@@ -272,7 +271,7 @@ def _hold_a_turn_then_queue(wsgi, held_for: float) -> None:
         return [b"ok"]
 
     wsgi.app = view
-    requests = [threading.Thread(target=_call, args=(wsgi, dict(environ))) for _ in range(2)]
+    requests = [threading.Thread(target=_call, args=(wsgi, _environ())) for _ in range(2)]
     requests[0].start()
     _wait_for(lambda: wsgi.turns.free == 0)
     requests[1].start()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from rq import Queue
 
-from app.extensions import redis_store
+from app.extensions import URGENT_QUEUE, redis_store
 from workers.jobs import app_context, get_job
 
 # job name → interval in seconds
@@ -27,7 +27,7 @@ PERIODIC = {
 # The alarm watch - late alarms escalated, lost evaluations picked up - ticks on the urgent
 # queue, ahead of a backlog of routing jobs; the housekeeping ticks on the lowest, behind every
 # job of the residents.
-TICK_QUEUES = {"alarm_watch": "urgent"}
+TICK_QUEUES = {"alarm_watch": URGENT_QUEUE}
 HOUSEKEEPING_QUEUE = "low"
 SLOT_KEY = "linli:periodic:{}:{}"
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app.errors import InvalidTransition, NotFound, Unauthorized, ValidationFailed
-from app.extensions import db, redis_store
+from app.extensions import URGENT_QUEUE, db, redis_store
 from app.inserts import insert_or_skip
 from app.models import (
     Alarm,
@@ -226,7 +226,7 @@ def request_evaluation() -> bool:
     try:
         if not redis_store.client.set(EVALUATION_FLAG, b"1", nx=True, ex=120):
             return False
-        redis_store.queue("urgent").enqueue(EVALUATION_JOB, result_ttl=60,
+        redis_store.queue(URGENT_QUEUE).enqueue(EVALUATION_JOB, result_ttl=60,
                                             description="alarms: evaluate stored device events")
     except RedisError as exc:
         log.warning("could not queue alarm evaluation (%s); alarm_watch will pick it up", exc)
@@ -345,7 +345,7 @@ def announce(alarm: Alarm, *, note: str, device_event_id: int | None = None) -> 
     """The `raise` step on the timeline, and the notification job (same transaction)."""
     record_event(alarm, "raise", to_status=str(AS.RAISED), note=note,
                  device_event_id=device_event_id)
-    outbox.add_job("notify_alarm_raised", queue="urgent", alarm_id=alarm.id)
+    outbox.add_job("notify_alarm_raised", queue=URGENT_QUEUE, alarm_id=alarm.id)
 
 
 def attach(alarm: Alarm, event: DeviceEvent) -> Alarm:
@@ -475,7 +475,7 @@ def escalate_unacknowledged(*, limit: int = 200) -> int:
         alarm.escalated, alarm.escalated_at = True, stamp
         waited = math.ceil((stamp - alarm.raised_at).total_seconds() / 60)
         record_event(alarm, "escalate", note=f"{waited} 分钟内无人接警，已升级通知")
-        outbox.add_job("notify_alarm_escalated", queue="urgent", alarm_id=alarm.id)
+        outbox.add_job("notify_alarm_escalated", queue=URGENT_QUEUE, alarm_id=alarm.id)
     outbox.commit()
     return len(due)
 

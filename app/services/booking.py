@@ -20,7 +20,7 @@ from sqlalchemy import func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import selectinload
 
 from app.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
-from app.extensions import db
+from app.extensions import URGENT_QUEUE, db
 from app.inserts import insert_or_skip
 from app.models import (
     Booking,
@@ -644,7 +644,7 @@ def request_urgent_visit(*, user_id: int, note: str = "",
     db.session.flush()
     event = record_event(booking, "request_urgent", actor_id=user.id, to_status=BS.PENDING,
                          note=note.strip())
-    outbox.add_job("route_urgent_visit", queue="urgent", booking_id=booking.id)
+    outbox.add_job("route_urgent_visit", queue=URGENT_QUEUE, booking_id=booking.id)
     outbox.add_job("notify_booking_event", booking_id=booking.id, event_id=event.id)
     outbox.commit()
     return load_booking(booking.id)
