@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from rq import Queue, get_current_job
+from rq import get_current_job
 from sqlalchemy import Row, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -104,11 +104,3 @@ def relay_tick(interval: int = RELAY_INTERVAL_SECONDS) -> int:
     from workers.schedule import periodic_tick
 
     return periodic_tick("outbox_relay", interval)
-
-
-def book_relay_tick(queue: Queue, *, interval: int = RELAY_INTERVAL_SECONDS,
-                    now: bool = False) -> bool:
-    """Book the relay's next tick (see workers.schedule.book_tick)."""
-    from workers.schedule import book_tick
-
-    return book_tick(queue, "outbox_relay", interval, now=now)
