@@ -34,6 +34,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -306,15 +307,23 @@ def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process we started, SIGKILL it if it outlives the grace period."""
-    if process.poll() is not None:
+    """SIGTERM a process we started in its own session (start), give it `grace` seconds, then
+    SIGKILL its whole process group - whatever it left behind too (a worker killed so leaves its
+    RQ scheduler child) - before reaping it: until then its id names only that group."""
+    if process.returncode is not None:  # reaped already: its id may be another's now
         return
-    process.terminate()
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(grace)
+    os.kill(process.pid, signal.SIGTERM)  # not terminate(): that reaps a child that has exited
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and not _exited(process.pid):
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it (a zombie keeps its group's id)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def worker_yield_seconds() -> float:
