@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql import text
 
 from app.models.accounts import Org, User
 from app.models.base import Base, str_enum, utcnow
@@ -35,6 +36,14 @@ class ReportStatus(enum.StrEnum):
     REOPENED = "reopened"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
+
+
+# The reports their resident still follows - every state but the ends (closed, rejected,
+# duplicate): the home screen shows the newest of them, and ix_reports_reporter_open holds only
+# these (migration 0014 writes the same list).
+FOLLOWED_REPORT_STATES = (ReportStatus.SUBMITTED, ReportStatus.ROUTED, ReportStatus.ACCEPTED,
+                          ReportStatus.IN_PROGRESS, ReportStatus.REOPENED, ReportStatus.RESOLVED)
+_FOLLOWED = text(f"status IN ({', '.join(repr(str(state)) for state in FOLLOWED_REPORT_STATES)})")
 
 
 class TicketStatus(enum.StrEnum):
@@ -74,7 +83,10 @@ class Report(Base):
     __tablename__ = "reports"
     __table_args__ = (
         Index("ix_reports_reporter_created", "reporter_id", "created_at", "id"),
-        Index("ix_reports_reporter_status", "reporter_id", "status", "created_at"),  # home
+        # home: a resident's newest followed reports, read in order - however many closed ones
+        # or open ones they have, three index entries
+        Index("ix_reports_reporter_open", "reporter_id", "created_at", "id",
+              postgresql_where=_FOLLOWED, sqlite_where=_FOLLOWED),
         Index("ix_reports_open_category", "community_id", "category_id", "status"),
         CheckConstraint("rating IS NULL OR (rating BETWEEN 1 AND 5)", name="rating_range"),
     )

@@ -41,7 +41,12 @@ from app.models.activities import Activity, ActivityStatus, Signup, SignupStatus
 from app.models.base import UTCDateTime
 from app.models.booking import Booking, BookingStatus, Service
 from app.models.canteen import Dish, Menu, MenuItem, Order, OrderStatus
-from app.models.reports import Report, ReportCategory, ReportEvent, ReportStatus
+from app.models.reports import (
+    FOLLOWED_REPORT_STATES,
+    Report,
+    ReportCategory,
+    ReportEvent,
+)
 from app.prepared import written
 from app.services import cache
 from app.services.labels import EVENT_LABELS, REPORT_STATUS_LABELS
@@ -52,8 +57,6 @@ REPORTS_SHOWN, BOOKINGS_SHOWN, ACTIVITIES_SHOWN, NOTICES_SHOWN = 3, 3, 5, 5
 # the community's time zone is known) and signups to coming activities read (the shown
 # activities are among the community's next 30).
 ORDERS_LOOKED_AT, SIGNUPS_LOOKED_AT = 5, 100
-OPEN_REPORT_STATES = (ReportStatus.SUBMITTED, ReportStatus.ROUTED, ReportStatus.ACCEPTED,
-                      ReportStatus.IN_PROGRESS, ReportStatus.REOPENED, ReportStatus.RESOLVED)
 UPCOMING_BOOKING_STATES = (BookingStatus.PENDING, BookingStatus.CONFIRMED)
 DONE_ORDER_STATES = (OrderStatus.DELIVERED, OrderStatus.PICKED_UP, OrderStatus.CANCELLED,
                      OrderStatus.DELIVERY_FAILED)
@@ -133,7 +136,7 @@ _STEP = aliased(ReportEvent)
 # statement's 0.84 ms in EXPLAIN ANALYZE).
 _NEWEST = (select(Report.id, Report.status, Report.category_id, Report.created_at)
            .where(Report.reporter_id == bindparam("user_id"),
-                  Report.status.in_(written(OPEN_REPORT_STATES)))
+                  Report.status.in_(written(FOLLOWED_REPORT_STATES)))
            .order_by(Report.created_at.desc(), Report.id.desc()).limit(written(REPORTS_SHOWN))
            .subquery("newest"))
 MINE = union_all(
