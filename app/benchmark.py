@@ -3,11 +3,16 @@
 - `GET /api/v1/bench/floor`: role_required (JWT decoded, its blocklist entry looked up in
   Redis) and one `SELECT 1` - what every real endpoint pays at least; the benchmark's floor.
 - `X-SQL-Statements` on every response: how many SQL statements the request executed.
+- Each full garbage collection's pause, one line on stderr (gunicorn's log, which bench.run
+  reads for each endpoint): a full collection holds every request of its process meanwhile.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
+import time
 
 from flask import Flask, g, has_app_context, jsonify
 from sqlalchemy import event, text
@@ -15,6 +20,7 @@ from sqlalchemy import event, text
 BENCH_ENV = "LINLI_BENCH"
 SQL_HEADER = "X-SQL-Statements"
 FLOOR_PATH = "/api/v1/bench/floor"
+FULL_GC_LINE = "linli-bench full-gc pid={pid} ms={ms:.1f}"
 
 
 def enabled() -> bool:
@@ -45,3 +51,24 @@ def register(app: Flask) -> None:
     def _sql_statements_header(response):
         response.headers[SQL_HEADER] = str(g.get("sql_statements", 0))
         return response
+
+    _time_full_collections()
+
+
+def _time_full_collections() -> None:
+    """Write each full (generation 2) collection's pause to stderr, once per process."""
+    if any(getattr(callback, "linli_bench", False) for callback in gc.callbacks):
+        return
+    started: list[float] = []
+
+    def timer(phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pause_ms = (time.perf_counter() - started.pop()) * 1000
+            print(FULL_GC_LINE.format(pid=os.getpid(), ms=pause_ms), file=sys.stderr, flush=True)
+
+    timer.linli_bench = True
+    gc.callbacks.append(timer)

@@ -124,6 +124,9 @@ class Result:
     # a target endpoint's own floor: the floor run just before it (req/s, CPU ms web + db)
     floor_rps: float | None = None
     floor_cpu_ms: float | None = None
+    # full garbage collections in the web processes during the measured run, longest pause
+    full_gcs: int | None = None
+    full_gc_max_ms: float | None = None
     target: str = ""
     note: str = ""
 
@@ -308,14 +311,19 @@ def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
 
 def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM a process we started in its own session (start), give it `grace` seconds, then
-    SIGKILL its whole process group - whatever it left behind too (a worker killed so leaves its
-    RQ scheduler child) - before reaping it: until then its id names only that group."""
+    SIGKILL its process group - what it left behind too (a worker killed so leaves its RQ
+    scheduler child; a `--fork` horse has a group of its own) - before reaping it: until then
+    its id names only that group."""
     if process.returncode is not None:  # reaped already: its id may be another's now
         return
     os.kill(process.pid, signal.SIGTERM)  # not terminate(): that reaps a child that has exited
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and not _exited(process.pid):
-        time.sleep(0.1)
+    try:
+        while time.monotonic() < deadline and not _exited(process.pid):
+            time.sleep(0.1)
+    except ChildProcessError:  # reaped behind Popen's back: its id is no longer ours to signal
+        process.poll()
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -372,11 +380,13 @@ def services(env: dict, workdir: Path, worker_weight: int = WORKER_CPU_WEIGHT) -
     try:
         base = f"http://{HOST}:{port}"
         wait_ready(base, web, workdir / "gunicorn.log")
-        yield {"base": base, "web": web, "worker": worker,
+        yield {"base": base, "web": web, "web_log": workdir / "gunicorn.log", "worker": worker,
                "database_url": env["DATABASE_URL"], "worker_weight": weighted}
     finally:
-        stop(web)
-        stop(worker)
+        try:
+            stop(web)
+        finally:
+            stop(worker)
         for group in CGROUP_DIRS:
             with contextlib.suppress(OSError):  # empty once the worker is gone; or never made
                 (group / CGROUP_NAME).rmdir()
@@ -586,19 +596,35 @@ def measure(wrk: str, server: dict, scenario: Scenario, fixtures: dict, args,
              if scenario.name in args.profile else [])
     web_pids, db_pids = worker_pids(server["web"]), database_backends(server["database_url"])
     web_before, db_before = cpu_seconds(web_pids), cpu_seconds(db_pids)
+    log_offset = server["web_log"].stat().st_size
     summary = run_wrk(wrk, server["base"], scenario, fixtures, seconds=args.duration,
                       connections=args.connections, workdir=workdir)
     web_cpu, db_cpu = cpu_used(web_before, web_pids), cpu_used(db_before, db_pids)
     for spy in spies:
         spy.wait(30)
+    pauses = full_collections(server["web_log"], log_offset)
     result = result_from(scenario, summary, status, statements)
     if result.requests:
         result.web_cpu_ms = round(1000 * web_cpu / result.requests, 2)
         result.db_cpu_ms = round(1000 * db_cpu / result.requests, 2)
+    result.full_gcs, result.full_gc_max_ms = len(pauses), max(pauses, default=None)
     log(f"  {scenario.name:<8} {result.requests_per_s:8.1f} req/s  p50 {result.p50_ms:6.1f} ms"
         f"  p99 {result.p99_ms:6.1f} ms  errors {result.errors}  SQL {statements}"
-        f"  CPU/req web {result.web_cpu_ms} ms db {result.db_cpu_ms} ms")
+        f"  CPU/req web {result.web_cpu_ms} ms db {result.db_cpu_ms} ms"
+        f"  full GCs {len(pauses)}" + (f" (longest {max(pauses):.1f} ms)" if pauses else ""))
     return result
+
+
+def full_collections(web_log: Path, offset: int) -> list[float]:
+    """The pauses (ms) of the full garbage collections the web processes wrote to their log
+    after `offset` (app/benchmark.py: one line each)."""
+    from app.benchmark import FULL_GC_LINE
+
+    prefix = FULL_GC_LINE.partition(" pid=")[0]
+    with open(web_log, "rb") as log_file:
+        log_file.seek(offset)
+        lines = log_file.read().decode("utf-8", "replace").splitlines()
+    return [float(line.rpartition(" ms=")[2]) for line in lines if line.startswith(prefix)]
 
 
 def measure_floor_again(wrk: str, server: dict, fixtures: dict, args, workdir: Path) -> Result:
@@ -854,9 +880,20 @@ def cpu_shares(report: dict) -> list[str]:
             f"- Each target against the floor run just before it: {', '.join(floors)}."]
 
 
+def full_collection_line(report: dict) -> list[str]:
+    """How often a full garbage collection held a web process during each endpoint's run."""
+    parts = [f"{r['name']} {r['full_gcs']}" + (f" ({r['full_gc_max_ms']:.0f} ms)"
+                                               if r["full_gcs"] else "")
+             for r in report["endpoints"] if r["requests"] and r.get("full_gcs") is not None]
+    if not parts:  # older results did not record them
+        return []
+    return ["- Full garbage collections in the web processes while measured (the longest pause): "
+            + ", ".join(parts) + "."]
+
+
 def extra_lines(report: dict) -> list[str]:
     """The pipeline and SSE figures under the table."""
-    lines = ["", *cpu_shares(report)]
+    lines = ["", *cpu_shares(report), *full_collection_line(report)]
     p = report.get("pipeline")
     if p:
         lines.append(
