@@ -22,7 +22,8 @@ def test_the_served_app_leaves_its_start_up_objects_out_of_full_collections(tmp_
            if key not in ("DATABASE_URL", "REDIS_URL")}
     env.update(LINLI_ENV="development", DATABASE_URL=f"sqlite:///{tmp_path / 'linli.db'}")
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env,  # noqa: S603
-                          capture_output=True, text=True, timeout=120, check=True)
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     # the modules, models, schemas and mappers: hundreds of thousands of objects, frozen...
     assert seen["frozen"] > 100_000, seen
