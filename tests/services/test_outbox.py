@@ -25,7 +25,6 @@ from app.services import outbox
 from tests.conftest import work_in_process
 from workers.jobs import PING_KEY, UnknownJob, job
 from workers.outbox import relay_tick, run_outbox_message
-from workers.schedule import book_tick, tick_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLS: list[tuple] = []
@@ -601,16 +600,6 @@ def test_requeue_failed_refuses_rows_that_have_not_failed(app, session):
 
 
 # --- the periodic relay tick ---------------------------------------------------------------------
-
-
-def test_relay_tick_is_booked_once_per_slot_on_its_own_queue(app, session):
-    queue = Queue(tick_queue("outbox_relay"), connection=redis_store.client)
-
-    assert book_tick(queue, "outbox_relay", 30) is True
-    assert book_tick(queue, "outbox_relay", 30) is False  # another worker asking: no duplicate
-
-    scheduled = ScheduledJobRegistry(queue=queue).get_job_ids()
-    assert len(scheduled) == 1 and scheduled[0].startswith("outbox-relay-")
 
 
 def lost_row(redis_down) -> OutboxMessage:
