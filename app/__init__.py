@@ -150,7 +150,8 @@ def register_commands(app: Flask) -> None:
 
 
 def register_benchmark(app: Flask) -> None:
-    """The benchmark's floor route and SQL statement header, only when LINLI_BENCH=1."""
+    """The benchmark's hooks (floor route, SQL statement header, full collections' pauses),
+    only when LINLI_BENCH=1."""
     from app import benchmark
 
     if benchmark.enabled():

@@ -21,6 +21,7 @@ BENCH_ENV = "LINLI_BENCH"
 SQL_HEADER = "X-SQL-Statements"
 FLOOR_PATH = "/api/v1/bench/floor"
 FULL_GC_LINE = "linli-bench full-gc pid={pid} ms={ms:.1f}"
+FULL_GC_PAUSE = r"linli-bench full-gc pid=\d+ ms=(\d+\.\d)"  # a line of it; the pause
 
 
 def enabled() -> bool:
@@ -29,7 +30,8 @@ def enabled() -> bool:
 
 
 def register(app: Flask) -> None:
-    """Add the floor route and the per-request SQL statement count."""
+    """Add the floor route, the per-request SQL statement count and the full collections'
+    pauses on stderr."""
     from app.extensions import db
     from app.security import RESIDENT, role_required
 
@@ -68,7 +70,9 @@ def _time_full_collections() -> None:
             started[:] = [time.perf_counter()]
         elif started:
             pause_ms = (time.perf_counter() - started.pop()) * 1000
-            print(FULL_GC_LINE.format(pid=os.getpid(), ms=pause_ms), file=sys.stderr, flush=True)
+            # one write: the processes and their threads share the log, print() writes twice
+            sys.stderr.write(FULL_GC_LINE.format(pid=os.getpid(), ms=pause_ms) + "\n")
+            sys.stderr.flush()
 
     timer.linli_bench = True
     gc.callbacks.append(timer)

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -312,16 +313,16 @@ def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
 def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM a process we started in its own session (start), give it `grace` seconds, then
     SIGKILL its process group - what it left behind too (a worker killed so leaves its RQ
-    scheduler child; a `--fork` horse has a group of its own) - before reaping it: until then
-    its id names only that group."""
+    scheduler child; not a `--fork` horse, which RQ puts in a session of its own) - before
+    reaping it: until then its id names only that group."""
     if process.returncode is not None:  # reaped already: its id may be another's now
         return
-    os.kill(process.pid, signal.SIGTERM)  # not terminate(): that reaps a child that has exited
     deadline = time.monotonic() + grace
     try:
+        os.kill(process.pid, signal.SIGTERM)  # not terminate(): it reaps a child that has exited
         while time.monotonic() < deadline and not _exited(process.pid):
             time.sleep(0.1)
-    except ChildProcessError:  # reaped behind Popen's back: its id is no longer ours to signal
+    except (ChildProcessError, ProcessLookupError):  # reaped behind Popen's back: not ours now
         process.poll()
         return
     with contextlib.suppress(ProcessLookupError):
@@ -618,13 +619,12 @@ def measure(wrk: str, server: dict, scenario: Scenario, fixtures: dict, args,
 def full_collections(web_log: Path, offset: int) -> list[float]:
     """The pauses (ms) of the full garbage collections the web processes wrote to their log
     after `offset` (app/benchmark.py: one line each)."""
-    from app.benchmark import FULL_GC_LINE
+    from app.benchmark import FULL_GC_PAUSE
 
-    prefix = FULL_GC_LINE.partition(" pid=")[0]
     with open(web_log, "rb") as log_file:
         log_file.seek(offset)
-        lines = log_file.read().decode("utf-8", "replace").splitlines()
-    return [float(line.rpartition(" ms=")[2]) for line in lines if line.startswith(prefix)]
+        text = log_file.read().decode("utf-8", "replace")
+    return [float(pause) for pause in re.findall(FULL_GC_PAUSE, text)]
 
 
 def measure_floor_again(wrk: str, server: dict, fixtures: dict, args, workdir: Path) -> Result:
