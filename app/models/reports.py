@@ -43,7 +43,8 @@ class ReportStatus(enum.StrEnum):
 # these (migration 0014 writes the same list).
 FOLLOWED_REPORT_STATES = (ReportStatus.SUBMITTED, ReportStatus.ROUTED, ReportStatus.ACCEPTED,
                           ReportStatus.IN_PROGRESS, ReportStatus.REOPENED, ReportStatus.RESOLVED)
-_FOLLOWED = text(f"status IN ({', '.join(repr(str(state)) for state in FOLLOWED_REPORT_STATES)})")
+_FOLLOWED = text("status IN ({})".format(
+    ", ".join("'" + state.value + "'" for state in FOLLOWED_REPORT_STATES)))
 
 
 class TicketStatus(enum.StrEnum):

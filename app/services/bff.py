@@ -1,7 +1,7 @@
 """The BFF: one small response per mini-program screen, at a fixed number of SQL statements.
 
-Home costs 1 statement on a warm cache (MINE: me + households + unread count, my open reports with
-their latest step, my next bookings, my active orders, my signups) and 3 more when the shared
+Home costs 1 statement on a warm cache (MINE: me + households + unread count, my followed reports
+with their latest step, my next bookings, my active orders, my signups) and 3 more when the shared
 parts (upcoming activities, today's menu, notices) must be rebuilt; those come from a short-lived
 Redis cache keyed on table generations, so any committed write to them is seen at once.
 """
@@ -104,7 +104,7 @@ def _rows(statement, params: dict | None = None):
     return db.session.connection().execute(statement, params)
 
 
-# The resident's own rows - me with my households and unread count, my open reports with their
+# The resident's own rows - me with my households and unread count, my followed reports with their
 # latest public step, my next bookings, my active orders and my signups - come in ONE statement:
 # a UNION ALL of five prebuilt selects into shared typed columns (n* integers, s* strings,
 # t* timestamps, d0 a date), told apart by `kind`. Five statements cost five times SQLAlchemy's
@@ -131,9 +131,9 @@ def _limited(query: Select) -> Select:
 
 
 _STEP = aliased(ReportEvent)
-# My newest open reports first, then their category and latest public step - for those few
-# only (a resident with 40 open reports had the step looked up 40 times: 0.66 of the
-# statement's 0.84 ms in EXPLAIN ANALYZE).
+# My newest followed reports (FOLLOWED_REPORT_STATES; three entries of ix_reports_reporter_open)
+# first, then their category and latest public step - for those few only (a resident with 40 open
+# reports had the step looked up 40 times: 0.66 of the statement's 0.84 ms in EXPLAIN ANALYZE).
 _NEWEST = (select(Report.id, Report.status, Report.category_id, Report.created_at)
            .where(Report.reporter_id == bindparam("user_id"),
                   Report.status.in_(written(FOLLOWED_REPORT_STATES)))
@@ -152,7 +152,7 @@ MINE = union_all(
     .outerjoin(Household, Household.id == HouseholdMember.household_id)
     .outerjoin(Building, Building.id == Household.building_id)
     .where(User.id == bindparam("user_id")),
-    _limited(select(*_part(  # my open reports (newest first: sorted in _open_reports), each
+    _limited(select(*_part(  # my followed reports (newest first: sorted in _open_reports), each
         "report", n=[_NEWEST.c.id],  # with its latest public step
         s=[_NEWEST.c.status, ReportCategory.name, _STEP.action, _STEP.note],
         t=[_NEWEST.c.created_at, _STEP.created_at]))
@@ -213,7 +213,7 @@ def _me(rows: list) -> dict:
 
 
 def _open_reports(rows: list) -> list[dict]:
-    """My open reports, newest first, each with its latest public step."""
+    """My followed reports, newest first, each with its latest public step."""
     rows = sorted(rows, key=lambda r: (r.t0, r.n0), reverse=True)
     return [{"id": r.n0, "status": r.s0, "status_label": REPORT_STATUS_LABELS[r.s0],
              "created_at": r.t0.isoformat(), "category_name": r.s1,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.blueprints.bff.schemas import HomeSchema
 from app.extensions import db
 from app.models import ClaimStatus, Community, HouseholdMember, Org, User
 from app.models.canteen import Order
+from app.models.reports import Report
 from app.services import notifications
 from app.services.demo import seed_demo
 from tests import factories as f
@@ -140,6 +141,19 @@ def test_home_lists_the_newest_open_reports_and_the_soonest_bookings(client, dem
     assert [b["id"] for b in home["bookings"]] == [
         b["id"] for b in sorted(booked, key=lambda b: (b["start"], b["id"]))]
     assert all(datetime.fromisoformat(r["created_at"]).tzinfo for r in home["reports"])
+
+
+def test_home_follows_a_report_until_it_is_closed_rejected_or_a_duplicate(client, demo):
+    headers = demo["headers"]
+    filed = [report_garbage(client, headers)["id"] for _ in range(5)]
+    moved = {filed[1]: "closed", filed[2]: "rejected", filed[3]: "duplicate",
+             filed[4]: "resolved"}  # resolved: waiting for the resident to confirm the fix
+    for report_id, status in moved.items():
+        db.session.execute(update(Report).where(Report.id == report_id).values(status=status))
+    db.session.commit()
+    home = client.get(HOME, headers=headers).get_json()
+    assert [r["id"] for r in home["reports"]] == [filed[4], filed[0]]  # newest first
+    assert home["reports"][0]["status"] == "resolved"
 
 
 def test_home_shows_the_order_still_coming_and_not_yesterdays(client, demo):

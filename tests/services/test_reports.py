@@ -295,3 +295,11 @@ def test_a_category_by_id_comes_from_the_catalogue_unless_retired(place):
         assert reports.category_by_id(lighting_id).code == "lighting"
     # the catalogue read afresh (a category was written), then this one, no longer in it
     assert "WHERE report_categories.id =" in seen[-1]
+
+
+def test_a_report_is_followed_on_the_home_screen_while_it_can_still_move():
+    from app.models.reports import FOLLOWED_REPORT_STATES
+    from app.services.reports import REPORT_ALLOWED
+
+    assert set(FOLLOWED_REPORT_STATES) == {state for state, moves in REPORT_ALLOWED.items()
+                                           if moves}
