@@ -68,6 +68,15 @@ def test_a_worker_started_without_the_urgent_queue_says_so(caplog):
 
     assert warn_of_queues_left(parse_args([]).queues) == []
     assert warn_of_queues_left(parse_args(["--queues", "high,default,low"]).queues) == ["urgent"]
-    with pytest.raises(SystemExit):  # safety alarms never wait behind other work
-        parse_args(["--queues", "high,urgent"])
     assert "leaves the queues urgent to others" in caplog.text
+
+
+def test_a_worker_refuses_the_urgent_queue_behind_others(capsys):
+    """Safety alarms never wait behind other work: the command says why it will not start."""
+    from workers.__main__ import parse_args
+
+    assert parse_args(["--queues", "urgent,high"]).queues == ["urgent", "high"]
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["--queues", "high,urgent"])
+    assert refused.value.code == 2
+    assert "urgent must come first; got 'high,urgent'" in capsys.readouterr().err
