@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from app.errors import InvalidTransition, NotFound
 from app.extensions import QUEUE_NAMES, db, redis_store
-from app.inserts import NewId, insert_new
+from app.inserts import NewId, insert_chain, insert_new
 from app.models import OutboxMessage, OutboxStatus, utcnow
 from workers.jobs import get_job
 
@@ -58,6 +58,15 @@ def new_job(job: str, *, queue: str = "default", **args) -> OutboxMessage:
     _check_job(job, queue, args)
     return OutboxMessage(job=job, queue=queue, args=args, status=OutboxStatus.PENDING,
                          attempts=0)
+
+
+def write(*objs) -> None:
+    """Write new rows by one app.inserts.insert_chain - business rows and outbox rows
+    (`new_job`) that may refer to them - and track the outbox rows."""
+    insert_chain(*objs)
+    for obj in objs:
+        if isinstance(obj, OutboxMessage):
+            track(obj)
 
 
 def track(message: OutboxMessage) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import ratelimit
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from app.extensions import db, redis_store
-from app.inserts import NewId, insert_chain
+from app.inserts import NewId
 from app.models import Building, Community, User
 from app.models.reports import (
     Report,
@@ -140,7 +140,17 @@ def new_event(report: Report, action: str, *, actor_id: int | None = None,
 
 def move_report(report: Report, to: ReportStatus, *, actor_id: int | None, note: str = "",
                 data: dict | None = None, public: bool = True) -> ReportEvent | None:
-    """Move the report to `to` if REPORT_ALLOWED permits it, with a timeline row.
+    """Move the report to `to` if REPORT_ALLOWED permits it, with a timeline row and the
+    reporter's notice (report_move, written by one statement)."""
+    return _written(report_move(report, to, actor_id=actor_id, note=note, data=data,
+                                public=public))
+
+
+def report_move(report: Report, to: ReportStatus, *, actor_id: int | None, note: str = "",
+                data: dict | None = None, public: bool = True) -> list | None:
+    """The move to `to` in memory, if REPORT_ALLOWED permits it (None: the report is there
+    already): the report's status and stamps set, and the rows to write with it
+    (outbox.write) - its timeline row, then the reporter's notice job.
 
     Moves that follow a ticket's move are recorded with public=False: the resident's timeline
     shows the ticket's step (with the org's name) once, and is still notified of the change.
@@ -157,25 +167,39 @@ def move_report(report: Report, to: ReportStatus, *, actor_id: int | None, note:
         report.resolved_at = stamp
     if to in (RS.CLOSED, RS.REJECTED, RS.DUPLICATE):
         report.closed_at = stamp
-    event = record_event(report, action, actor_id=actor_id, from_status=str(before),
-                         to_status=str(to), note=note, data=data, public=public)
-    outbox.add_job("notify_report_update", report_id=report.id, event_id=event.id)
-    return event
+    event = new_event(report, action, actor_id=actor_id, from_status=str(before),
+                      to_status=str(to), note=note, data=data, public=public)
+    return [event, outbox.new_job("notify_report_update", report_id=report.id,
+                                  event_id=NewId(event))]
 
 
 def sync_report_status(report: Report, tickets: list[Ticket], *, actor_id: int | None,
                        note: str = "") -> ReportEvent | None:
     """Set the report's status from its tickets: the least advanced one that still counts."""
+    return _written(synced_move(report, tickets, actor_id=actor_id, note=note))
+
+
+def synced_move(report: Report, tickets: list[Ticket], *, actor_id: int | None,
+                note: str = "") -> list | None:
+    """The move its tickets call for (report_move: in memory, the rows to write), or None."""
     counting = [t for t in tickets if t.status in TICKET_PROGRESS]
     if counting:
         order = list(TICKET_PROGRESS)
         least = min(counting, key=lambda t: order.index(t.status))
-        return move_report(report, TICKET_PROGRESS[least.status], actor_id=actor_id, note=note,
+        return report_move(report, TICKET_PROGRESS[least.status], actor_id=actor_id, note=note,
                            public=False)
     if tickets and all(t.status == TS.REJECTED for t in tickets):
         report.rejected_reason = note or report.rejected_reason
-        return move_report(report, RS.REJECTED, actor_id=actor_id, note=note, public=False)
+        return report_move(report, RS.REJECTED, actor_id=actor_id, note=note, public=False)
     return None
+
+
+def _written(rows: list | None) -> ReportEvent | None:
+    """Write a move's rows (report_move); its timeline row."""
+    if rows is None:
+        return None
+    outbox.write(*rows)
+    return rows[0]
 
 
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
@@ -356,8 +380,7 @@ def add_new_report(report: Report, *, actor_id: int | None) -> ReportEvent:
     event = new_event(report, "submit", actor_id=actor_id, to_status=str(RS.SUBMITTED))
     event.report_id = NewId(report)
     route = outbox.new_job("route_report", queue="high", report_id=NewId(report))
-    insert_chain(report, *report.photos, event, route)
-    outbox.track(route)
+    outbox.write(report, *report.photos, event, route)
     return event
 
 

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
+from app.inserts import NewId
 from app.models import Building, MicroGrid, Org, OrgType
-from app.models.reports import Report, ReportStatus, RoutingRule, Ticket
-from app.services import outbox
-from app.services.reports import category_by_id, now, record_event, sync_report_status
+from app.models.reports import (
+    Report,
+    ReportStatus,
+    RoutingRule,
+    RoutingTarget,
+    Ticket,
+    TicketStatus,
+)
+from app.services import cache, outbox
+from app.services.reports import category_by_id, new_event, now, synced_move
 
 MAX_ACCEPT_WINDOW = timedelta(hours=2)
 
@@ -22,71 +31,145 @@ class NoRouteError(RuntimeError):
 
 
 def route_report(report_id: int) -> list[Ticket]:
-    """Open one ticket per target org (idempotent), then mark the report routed."""
+    """Open one ticket per target org (idempotent), then mark the report routed.
+
+    The rules, the orgs and the area come from the community's routing plan (the shared
+    cache); the tickets, their steps and notices and the report's own step are written by one
+    statement (outbox.write), the report's new status at the commit.
+    """
     report = db.session.scalar(select(Report).where(Report.id == report_id).with_for_update())
     if report is None:
         return []
     if report.status != ReportStatus.SUBMITTED:
         db.session.rollback()
         return list(db.session.scalars(select(Ticket).where(Ticket.report_id == report_id)))
-    micro_grid_id = _micro_grid_of(report)  # the rule and every ticket need it: read once
-    rule = match_rule(report, micro_grid_id)
-    orgs = resolve_targets(report, rule)
-    copy_grid_worker = bool(rule and rule.copy_grid_worker)
+    plan = routing_plan(report.community_id)
+    micro_grid_id = plan.micro_grid_of(report.building_id)
+    rule = plan.match(report, micro_grid_id)
+    orgs = plan.targets(rule)
+    if not orgs:
+        raise NoRouteError(f"community {report.community_id} has no community office")
+    grid_worker_id = plan.grid_worker_of(micro_grid_id) if rule and rule.copy_grid_worker \
+        else None
     # the report is locked and still SUBMITTED: none of its tickets exists yet
-    tickets = [new_ticket(report, org, actor_id=None, micro_grid_id=micro_grid_id,
-                          copy_grid_worker=copy_grid_worker) for org in orgs]
-    sync_report_status(report, tickets, actor_id=None,
-                       note="已派发给" + "、".join(org.name for org in orgs))
+    tickets, rows = [], []
+    for org in orgs:
+        ticket = new_ticket(report, org, micro_grid_id=micro_grid_id,
+                            grid_worker_id=grid_worker_id)
+        tickets.append(ticket)
+        rows += [ticket, *ticket_opened(report, ticket, org, actor_id=None)]
+    rows += synced_move(report, tickets, actor_id=None,
+                        note="已派发给" + "、".join(org.name for org in orgs)) or []
+    outbox.write(*rows)
     outbox.commit()
     return tickets
 
 
-def match_rule(report: Report, micro_grid_id: int | None) -> RoutingRule | None:
-    """The first active rule (by position) matching the category and area (the report's
-    building's micro-grid: `micro_grid_id`)."""
-    rules = db.session.scalars(
-        select(RoutingRule).where(RoutingRule.community_id == report.community_id,
-                                  RoutingRule.is_active.is_(True))
-        .options(selectinload(RoutingRule.targets)).order_by(RoutingRule.position))
-    for rule in rules:
-        if rule.category_id not in (None, report.category_id):
-            continue
-        if rule.micro_grid_id not in (None, micro_grid_id):
-            continue
-        if rule.building_id not in (None, report.building_id):
-            continue
-        return rule
-    return None
+class RuleView(NamedTuple):
+    """An active routing rule as the plan keeps it."""
+
+    category_id: int | None
+    micro_grid_id: int | None
+    building_id: int | None
+    copy_grid_worker: bool
+    targets: list  # [org_id, org_type] pairs, one of them None
 
 
-def _micro_grid_of(report: Report) -> int | None:
-    """The micro-grid of the report's building."""
-    if report.building_id is None:
+class OrgView(NamedTuple):
+    """What a ticket needs of its org."""
+
+    id: int
+    name: str
+    webhook_url: str | None
+
+
+class RoutingPlan:
+    """A community's routing as the cache keeps it (v1): its active rules in order, its orgs
+    and those the rules name, its buildings' micro-grids and the grid workers."""
+
+    def __init__(self, data: dict) -> None:
+        self.rules = [RuleView(*rule) for rule in data["rules"]]
+        self.orgs = {int(k): OrgView(int(k), *v) for k, v in data["orgs"].items()}
+        self.by_type: dict[str, list[int]] = data["by_type"]
+        self.buildings = {int(k): v for k, v in data["buildings"].items()}
+        self.grid_workers = {int(k): v for k, v in data["grid_workers"].items()}
+
+    def micro_grid_of(self, building_id: int | None) -> int | None:
+        return self.buildings.get(building_id) if building_id is not None else None
+
+    def grid_worker_of(self, micro_grid_id: int | None) -> int | None:
+        return self.grid_workers.get(micro_grid_id) if micro_grid_id is not None else None
+
+    def match(self, report: Report, micro_grid_id: int | None) -> RuleView | None:
+        """The first active rule (by position) matching the category and area (the report's
+        building's micro-grid: `micro_grid_id`)."""
+        for rule in self.rules:
+            if rule.category_id not in (None, report.category_id):
+                continue
+            if rule.micro_grid_id not in (None, micro_grid_id):
+                continue
+            if rule.building_id not in (None, report.building_id):
+                continue
+            return rule
         return None
-    building = db.session.get(Building, report.building_id)
-    return building.micro_grid_id if building else None
+
+    def targets(self, rule: RuleView | None) -> list[OrgView]:
+        """The rule's orgs (org types resolved in the community), each once; the office when
+        nothing matches (none: no office either)."""
+        ids: list[int] = []
+        for org_id, org_type in (rule.targets if rule else []):
+            ids += [org_id] if org_id is not None else self.by_type.get(org_type, [])
+        if not ids:
+            ids = self.by_type.get(OrgType.COMMUNITY_OFFICE, [])
+        return [self.orgs[org_id] for org_id in dict.fromkeys(ids) if org_id in self.orgs]
 
 
-def resolve_targets(report: Report, rule: RoutingRule | None) -> list[Org]:
-    """The rule's orgs (org types resolved in the community); the office when nothing matches."""
-    targets: list[Org] = []
-    for target in (rule.targets if rule else []):
-        if target.org_id is not None:
-            targets += [db.session.get(Org, target.org_id)]
-        else:
-            targets += _orgs_of_type(report.community_id, target.org_type)
-    if not targets:
-        targets = _orgs_of_type(report.community_id, OrgType.COMMUNITY_OFFICE)
-    if not targets:
-        raise NoRouteError(f"community {report.community_id} has no community office")
-    unique = {org.id: org for org in targets if org is not None}
-    return list(unique.values())
+ROUTING_PLAN_SECONDS = 300
+cache.watch(RoutingRule, "routing")
+cache.watch(RoutingTarget, "routing")
+cache.watch(Org, "routing")
+cache.watch(MicroGrid, "routing")  # buildings are watched as "places" (app.services.reports)
 
 
-def _orgs_of_type(community_id: int, org_type: str) -> list[Org]:
-    return list(db.session.scalars(select(Org).where(
-        Org.community_id == community_id, Org.type == OrgType(org_type)).order_by(Org.id)))
+def routing_plan(community_id: int) -> RoutingPlan:
+    """The community's routing plan, from the shared cache until a rule, a target, an org, a
+    micro-grid or a building is written (app.services.cache: another process's write is seen
+    within CACHE_LOCAL_SECONDS)."""
+    return RoutingPlan(cache.cached(f"routing:community:{community_id}:v1", ROUTING_PLAN_SECONDS,
+                                    lambda: _plan_of(community_id),
+                                    depends_on=("routing", "places")))
+
+
+def _plan_of(community_id: int) -> dict:
+    """A community's routing plan as the cache keeps it (see RoutingPlan)."""
+    rules = list(db.session.scalars(
+        select(RoutingRule).where(RoutingRule.community_id == community_id,
+                                  RoutingRule.is_active.is_(True))
+        .options(selectinload(RoutingRule.targets))
+        .order_by(RoutingRule.position, RoutingRule.id)))
+    named = {t.org_id for rule in rules for t in rule.targets if t.org_id is not None}
+    orgs = db.session.execute(
+        select(Org.id, Org.community_id, Org.type, Org.name, Org.webhook_url)
+        .where(or_(Org.community_id == community_id, Org.id.in_(named))).order_by(Org.id)).all()
+    by_type: dict[str, list[int]] = {}
+    for org in orgs:
+        if org.community_id == community_id:  # org types resolve within the community
+            by_type.setdefault(str(org.type), []).append(org.id)
+    areas = db.session.execute(
+        select(Building.id, Building.micro_grid_id, MicroGrid.grid_worker_id)
+        .outerjoin(MicroGrid, MicroGrid.id == Building.micro_grid_id)
+        .where(Building.community_id == community_id)).all()
+    return {
+        "rules": [[rule.category_id, rule.micro_grid_id, rule.building_id,
+                   bool(rule.copy_grid_worker),
+                   [[t.org_id, t.org_type] for t in sorted(rule.targets, key=lambda t: t.id)]]
+                  for rule in rules],
+        "orgs": {org.id: [org.name, org.webhook_url] for org in orgs},
+        "by_type": by_type,
+        "buildings": {building_id: micro_grid_id for building_id, micro_grid_id, _ in areas},
+        "grid_workers": {micro_grid_id: worker for _, micro_grid_id, worker in areas
+                         if micro_grid_id is not None},
+    }
 
 
 def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "") -> Ticket:
@@ -95,12 +178,16 @@ def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "
     existing = _ticket_for(report, org)
     if existing is not None:
         return existing
+    ticket = new_ticket(report, org,
+                        micro_grid_id=routing_plan(report.community_id)
+                        .micro_grid_of(report.building_id))
     try:
         with db.session.begin_nested():
-            return new_ticket(report, org, actor_id=actor_id, note=note,
-                              micro_grid_id=_micro_grid_of(report))
+            outbox.write(ticket, *ticket_opened(report, ticket, org, actor_id=actor_id,
+                                                note=note))
     except IntegrityError:  # another run got there first
         return _ticket_for(report, org)
+    return ticket
 
 
 def _ticket_for(report: Report, org: Org) -> Ticket | None:
@@ -108,31 +195,31 @@ def _ticket_for(report: Report, org: Org) -> Ticket | None:
                                                   Ticket.org_id == org.id))
 
 
-def new_ticket(report: Report, org: Org, *, actor_id: int | None, micro_grid_id: int | None,
-               note: str = "", copy_grid_worker: bool = False) -> Ticket:
-    """A new ticket of the report for `org` (`micro_grid_id`: its building's), with its `route`
-    step and the org's notification. The caller knows there is none yet - routing holds the
-    report's row lock and found it unrouted, so no look for one and no savepoint (three round
-    trips a ticket); the unique constraint still fails the transaction if that is wrong."""
+def new_ticket(report: Report, org: Org | OrgView, *, micro_grid_id: int | None,
+               grid_worker_id: int | None = None) -> Ticket:
+    """A new ticket of the report for `org` (`micro_grid_id`: its building's), not written:
+    the caller writes it with ticket_opened's rows. Routing holds the report's row lock and
+    found it unrouted, so it does not look for one first; the unique constraint still fails
+    the transaction if that is wrong."""
     category = category_by_id(report.category_id)
     stamp, sla = now(), timedelta(hours=category.sla_hours)
-    ticket = Ticket(community_id=report.community_id, report_id=report.id, org_id=org.id,
-                    category_id=report.category_id, building_id=report.building_id,
-                    micro_grid_id=micro_grid_id, created_at=stamp,
-                    accept_by=stamp + min(MAX_ACCEPT_WINDOW, sla / 4), expected_at=stamp + sla,
-                    grid_worker_id=_grid_worker(micro_grid_id) if copy_grid_worker else None)
-    db.session.add(ticket)
-    db.session.flush()
-    event = record_event(report, "route", actor_id=actor_id, ticket=ticket,
-                         to_status=str(ticket.status), note=note or f"已派发给{org.name}")
-    outbox.add_job("notify_ticket_org", ticket_id=ticket.id, event_id=event.id)
+    return Ticket(community_id=report.community_id, report_id=report.id, org_id=org.id,
+                  category_id=report.category_id, building_id=report.building_id,
+                  micro_grid_id=micro_grid_id, grid_worker_id=grid_worker_id,
+                  status=TicketStatus.NEW, created_at=stamp,
+                  accept_by=stamp + min(MAX_ACCEPT_WINDOW, sla / 4), expected_at=stamp + sla)
+
+
+def ticket_opened(report: Report, ticket: Ticket, org: Org | OrgView, *, actor_id: int | None,
+                  note: str = "") -> list:
+    """The rows written after a new ticket (outbox.write): its `route` step and the org's
+    notification, and its webhook delivery when the org has one."""
+    event = new_event(report, "route", actor_id=actor_id, org_id=org.id,
+                      to_status=str(ticket.status), note=note or f"已派发给{org.name}")
+    event.ticket_id = NewId(ticket)
+    rows = [event, outbox.new_job("notify_ticket_org", ticket_id=NewId(ticket),
+                                  event_id=NewId(event))]
     if org.webhook_url:
-        outbox.add_job("deliver_webhook", queue="low", ticket_id=ticket.id, event_id=event.id)
-    return ticket
-
-
-def _grid_worker(micro_grid_id: int | None) -> int | None:
-    if micro_grid_id is None:
-        return None
-    micro_grid = db.session.get(MicroGrid, micro_grid_id)
-    return micro_grid.grid_worker_id if micro_grid else None
+        rows.append(outbox.new_job("deliver_webhook", queue="low", ticket_id=NewId(ticket),
+                                   event_id=NewId(event)))
+    return rows

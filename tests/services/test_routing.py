@@ -9,12 +9,14 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Notification, OutboxStatus
+from app.models import Building, MicroGrid, Notification, Org, OutboxStatus
 from app.models.reports import ReportEvent, ReportStatus, RoutingRule, RoutingTarget, Ticket
 from app.services.routing import route_report
 from miniprogram_mock.wechat_server import shared_mock_app
+from tests import factories as f
 from tests.sql_fixtures import statements
 from tests.tickets_fixtures import (
     build_place,
@@ -166,9 +168,10 @@ def test_routing_reads_the_building_once_however_many_ask(place, monkeypatch):
     assert len([s for s in seen if "FROM buildings" in s]) == 1
 
 
-def test_routing_opens_its_tickets_without_looking_for_them_first(place, monkeypatch):
+def test_routing_writes_its_tickets_without_looking_for_them_first(place, monkeypatch):
     # The report is locked and unrouted: none of its tickets can exist, so no SELECT of them
     # and no savepoint per ticket (a transfer, which may meet an existing one, still looks).
+    # The tickets, their steps and notices and the report's step: one statement on PostgreSQL.
     from app.services import outbox
 
     monkeypatch.setattr(outbox, "_put_on_queue", lambda *messages: False)  # no worker yet
@@ -178,7 +181,60 @@ def test_routing_opens_its_tickets_without_looking_for_them_first(place, monkeyp
     assert len(tickets) == 2 and report(report_id).status == ReportStatus.ROUTED
     assert not [s for s in seen if "SAVEPOINT" in s.upper()]
     assert not [s for s in seen if s.lstrip().startswith("SELECT") and "FROM tickets" in s]
-    assert len([s for s in seen if s.lstrip().startswith("INSERT INTO tickets")]) == 2
+    inserts = [s for s in seen if s.lstrip().startswith(("INSERT", "WITH"))]
+    if db.engine.dialect.name == "postgresql":
+        assert len(inserts) == 1 and inserts[0].count("INSERT INTO tickets") == 2
+        assert inserts[0].count("INSERT INTO outbox") == 3  # two orgs' notices, the reporter's
+    else:
+        assert len([s for s in inserts if s.startswith("INSERT INTO tickets")]) == 2
+    assert len(events_of(report_id)) == 4  # submit, a route step per ticket, routed
+
+
+def test_a_second_report_is_routed_from_the_cached_plan(place, monkeypatch):
+    # The community's rules, orgs, buildings and grid workers are read once, then kept in the
+    # shared cache: routing the next report reads only that report (locked).
+    from app.services import outbox
+
+    submit(place, "lighting", building=place.bld1)  # routed: the plan is cached
+    monkeypatch.setattr(outbox, "_put_on_queue", lambda *messages: False)  # no worker yet
+    report_id = submit(place, "lighting", building=place.bld1)
+    prop_id, grid_worker_id = place.prop.id, place.grid_worker.id
+    db.session.expunge_all()  # as in the worker
+    with statements() as seen:
+        [ticket] = route_report(report_id)
+    reads = [s for s in seen if s.lstrip().startswith("SELECT")]
+    assert len(reads) == 1 and "FROM reports" in reads[0]
+    assert ticket.org_id == prop_id and ticket.grid_worker_id == grid_worker_id
+
+
+def test_a_rule_written_after_routing_applies_to_the_next_report(place):
+    assert org_ids(submit(place, "lighting")) == [place.prop.id]  # the plan is cached now
+    rule = add_rule(place, 1, "lighting", targets=[place.committee])
+    target_id = db.session.scalar(select(RoutingTarget.id).where(RoutingTarget.rule_id == rule.id))
+    assert org_ids(submit(place, "lighting")) == [place.committee.id]
+    db.session.get(RoutingTarget, target_id).org_id = place.office.id
+    db.session.commit()
+    assert org_ids(submit(place, "lighting")) == [place.office.id]
+    db.session.get(RoutingRule, rule.id).is_active = False
+    db.session.commit()
+    assert org_ids(submit(place, "lighting")) == [place.prop.id]
+
+
+def test_orgs_and_areas_written_after_routing_apply_to_the_next_report(place):
+    assert ticket_of(submit(place, "lighting", building=place.bld2)).grid_worker_id is None
+    db.session.get(Org, place.prop.id).name = "新物业公司"
+    db.session.commit()
+    report_id = submit(place, "lighting", building=place.bld2)
+    [route] = [e for e in events_of(report_id) if e.action == "route" and e.public]
+    assert route.note == "已派发给新物业公司"
+    db.session.get(Building, place.bld2.id).micro_grid_id = place.bld1.micro_grid_id
+    db.session.commit()
+    assert ticket_of(submit(place, "lighting", building=place.bld2)).grid_worker_id == \
+        place.grid_worker.id  # bld1's micro-grid now, with its grid worker
+    newcomer = f.staff(place.office, "grid_worker")
+    db.session.get(MicroGrid, place.bld1.micro_grid_id).grid_worker_id = newcomer.id
+    db.session.commit()
+    assert ticket_of(submit(place, "lighting", building=place.bld2)).grid_worker_id == newcomer.id
 
 
 def test_no_grid_worker_copy_without_the_flag_or_without_a_grid_worker(place):
