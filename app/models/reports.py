@@ -38,11 +38,12 @@ class ReportStatus(enum.StrEnum):
     DUPLICATE = "duplicate"
 
 
-# The reports their resident still follows - every state but the ends (closed, rejected,
-# duplicate): the home screen shows the newest of them, and ix_reports_reporter_open holds only
-# these (migration 0014 writes the same list).
-FOLLOWED_REPORT_STATES = (ReportStatus.SUBMITTED, ReportStatus.ROUTED, ReportStatus.ACCEPTED,
-                          ReportStatus.IN_PROGRESS, ReportStatus.REOPENED, ReportStatus.RESOLVED)
+# The ends of a report: it moves no further, and its closed_at is set.
+FINAL_REPORT_STATES = (ReportStatus.CLOSED, ReportStatus.REJECTED, ReportStatus.DUPLICATE)
+# The reports their resident still follows - every other state: the home screen shows the
+# newest of them, and ix_reports_reporter_open holds only these (migration 0014 writes the same
+# list).
+FOLLOWED_REPORT_STATES = tuple(s for s in ReportStatus if s not in FINAL_REPORT_STATES)
 _FOLLOWED = text("status IN ({})".format(
     ", ".join("'" + state.value + "'" for state in FOLLOWED_REPORT_STATES)))
 

@@ -22,6 +22,7 @@ from app.extensions import db, redis_store
 from app.inserts import NewId
 from app.models import Building, Community, User
 from app.models.reports import (
+    FINAL_REPORT_STATES,
     Report,
     ReportCategory,
     ReportEvent,
@@ -165,7 +166,7 @@ def report_move(report: Report, to: ReportStatus, *, actor_id: int | None, note:
     stamp = now()
     if to == RS.RESOLVED:
         report.resolved_at = stamp
-    if to in (RS.CLOSED, RS.REJECTED, RS.DUPLICATE):
+    if to in FINAL_REPORT_STATES:
         report.closed_at = stamp
     event = new_event(report, action, actor_id=actor_id, from_status=str(before),
                       to_status=str(to), note=note, data=data, public=public)

@@ -465,7 +465,7 @@ def test_reject_of_the_only_ticket_rejects_the_report_with_the_reason(client, pl
     r = move(client, place.office_clerk, ticket, "reject", note="不属于本社区，请向邻近社区反映")
     assert r.status_code == 200 and r.get_json()["status"] == "rejected"
     seen = resident_view(client, place.resident, report_id).get_json()
-    assert seen["status"] == "rejected"
+    assert seen["status"] == "rejected" and seen["closed_at"]  # an end: no more moves
     assert seen["rejected_reason"] == "不属于本社区，请向邻近社区反映"
     assert shown_status(messages_to(place.resident)[-1]) == "不予受理"
 
@@ -550,6 +550,7 @@ def test_mark_duplicate_links_the_report_and_the_reporter_follows_the_original(c
     assert r.status_code == 200 and r.get_json()["status"] == "duplicate"
     seen = resident_view(client, place.resident, report_id).get_json()
     assert seen["status"] == "duplicate" and seen["duplicate_of_id"] == original
+    assert seen["closed_at"]
     assert shown_status(messages_to(place.resident)[-1]) == "重复反映"
     assert resident_view(client, place.resident, original).status_code == 200
 

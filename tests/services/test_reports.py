@@ -298,8 +298,10 @@ def test_a_category_by_id_comes_from_the_catalogue_unless_retired(place):
 
 
 def test_a_report_is_followed_on_the_home_screen_while_it_can_still_move():
-    from app.models.reports import FOLLOWED_REPORT_STATES
+    from app.models.reports import FINAL_REPORT_STATES, FOLLOWED_REPORT_STATES
     from app.services.reports import REPORT_ALLOWED
 
     assert set(FOLLOWED_REPORT_STATES) == {state for state, moves in REPORT_ALLOWED.items()
                                            if moves}
+    assert set(FINAL_REPORT_STATES) == {state for state, moves in REPORT_ALLOWED.items()
+                                        if not moves}
