@@ -119,9 +119,9 @@ class RoutingPlan:
         ids: list[int] = []
         for org_id, org_type in (rule.targets if rule else []):
             ids += [org_id] if org_id is not None else self.by_type.get(org_type, [])
-        if not ids:
-            ids = self.by_type.get(OrgType.COMMUNITY_OFFICE, [])
-        return [self.orgs[org_id] for org_id in dict.fromkeys(ids) if org_id in self.orgs]
+        orgs = [self.orgs[org_id] for org_id in dict.fromkeys(ids) if org_id in self.orgs]
+        return orgs or [self.orgs[org_id]
+                        for org_id in self.by_type.get(OrgType.COMMUNITY_OFFICE, [])]
 
 
 ROUTING_PLAN_SECONDS = 300

@@ -115,6 +115,11 @@ def test_no_matching_rule_goes_to_the_community_office(place):
     assert len(route) == 1 and place.office.name in route[0].note
 
 
+def test_a_rule_naming_an_org_type_the_community_lacks_goes_to_the_office(place):
+    add_rule(place, 1, "lighting", targets=["canteen"])  # the community has no canteen
+    assert org_ids(submit(place, "lighting")) == [place.office.id]
+
+
 def test_a_community_without_rules_sends_everything_to_its_office(place):
     db.session.execute(db.delete(RoutingTarget))
     db.session.execute(db.delete(RoutingRule))
