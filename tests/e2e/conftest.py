@@ -4,6 +4,7 @@ worker)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -98,14 +99,51 @@ def start_worker(worker_env, tmp_path):
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_worker(proc)
         proc.log_file.close()
+
+
+def stop_worker(proc: subprocess.Popen, *, grace: float = 15) -> None:
+    """SIGTERM a `python -m workers` process (RQ takes its scheduler and work-horse down with
+    it), SIGKILL it if it hangs; then SIGKILL what it started that is still there - a horse
+    blocked on a lock outlives a warm shutdown, a SIGKILLed worker leaves its scheduler."""
+    family = started_children(proc.pid)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pid, started in family:
+        kill_if_same(pid, started)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def started_children(pid: int) -> list[tuple[int, str]]:
+    """The children of `pid` with their start times, to tell them from a later reuse of the pid."""
+    return [(child, _start_time(child)) for child in children(pid)]
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
+
+
+def kill_if_same(pid: int, started: str) -> None:
+    """SIGKILL `pid` if it is still the process that started at `started`."""
+    if started and _start_time(pid) == started:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextmanager

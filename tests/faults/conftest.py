@@ -36,7 +36,15 @@ from app.models.reports import Report, ReportEvent, Ticket
 from app.services.report_catalogue import ensure_categories, ensure_routing_rules
 from tests import factories as f
 from tests.e2e import conftest as e2e
-from tests.e2e.conftest import ROOT, free_port, wait_until
+from tests.e2e.conftest import (
+    ROOT,
+    children,
+    free_port,
+    kill_if_same,
+    started_children,
+    stop_worker,
+    wait_until,
+)
 
 wechat_server = e2e.wechat_server  # the mock WeChat API on its own port, as a separate process
 
@@ -96,37 +104,11 @@ class WorkerProcess:
         os.kill(self.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
         for pid, started in family:
-            _kill_if_same(pid, started)
+            kill_if_same(pid, started)
         self.killed.extend(pid for pid, _ in family)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of `pid` (Linux /proc)."""
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-
-
-def started_children(pid: int) -> list[tuple[int, str]]:
-    """The children of `pid` with their start times, to tell them from a later reuse of the pid."""
-    return [(child, _start_time(child)) for child in children(pid)]
-
-
-def _start_time(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return ""
-
-
-def _kill_if_same(pid: int, started: str) -> None:
-    """SIGKILL `pid` if it is still the process that started at `started`."""
-    if started and _start_time(pid) == started:
-        _kill_quietly(pid)
 
 
 def _pgid(pid: int) -> int | None:
@@ -134,11 +116,6 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
-
-
-def _kill_quietly(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -166,21 +143,7 @@ def start_worker(worker_env, tmp_path):
 
     yield start
     for worker in workers:
-        _stop(worker)
-
-
-def _stop(worker: WorkerProcess) -> None:
-    """SIGTERM a worker (RQ takes its horse and scheduler down with it); SIGKILL if it hangs."""
-    family = started_children(worker.pid)
-    if worker.proc.poll() is None:
-        worker.proc.send_signal(signal.SIGTERM)
-        try:
-            worker.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.proc.kill()
-            worker.proc.wait()
-    for pid, started in family:  # a horse blocked on a lock outlives a warm shutdown
-        _kill_if_same(pid, started)
+        stop_worker(worker.proc)
 
 
 class RedisServer:
