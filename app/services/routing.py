@@ -124,7 +124,8 @@ class RoutingPlan:
                         for org_id in self.by_type.get(OrgType.COMMUNITY_OFFICE, [])]
 
 
-ROUTING_PLAN_SECONDS = 300
+# As the categories: a write whose generation bump was lost (Redis away) ages out within it.
+ROUTING_PLAN_SECONDS = 60
 cache.watch(RoutingRule, "routing")
 cache.watch(RoutingTarget, "routing")
 cache.watch(Org, "routing")
