@@ -42,8 +42,9 @@ class ReportStatus(enum.StrEnum):
 FINAL_REPORT_STATES = (ReportStatus.CLOSED, ReportStatus.REJECTED, ReportStatus.DUPLICATE)
 # The reports their resident still follows - every other state: the home screen shows the
 # newest of them, and ix_reports_reporter_open holds only these (migration 0014 writes the same
-# list).
-FOLLOWED_REPORT_STATES = tuple(s for s in ReportStatus if s not in FINAL_REPORT_STATES)
+# list, in this order: SQLite matches a partial index's WHERE with the query's term by term).
+FOLLOWED_REPORT_STATES = (ReportStatus.SUBMITTED, ReportStatus.ROUTED, ReportStatus.ACCEPTED,
+                          ReportStatus.IN_PROGRESS, ReportStatus.REOPENED, ReportStatus.RESOLVED)
 _FOLLOWED = text("status IN ({})".format(
     ", ".join("'" + state.value + "'" for state in FOLLOWED_REPORT_STATES)))
 

@@ -6,11 +6,12 @@ writes a watched table drops the local copies at once; a write by another proces
 here within the window. So a category, an activity's seats left or a dish's portions on a
 screen may be that much behind, and so may routing: a report the worker routes within that
 window of a rule, org, micro-grid or building written by the web follows the plan before the
-write (app.services.routing.routing_plan). No capacity check reads this cache. One permission
-check does: a report's building in the caller's community (app.services.reports.building_place)
-- a building or community written in this process is seen at once, one written elsewhere
-within the window; a write must go through the session (a commit bumps the generation) or bump
-it itself.
+write (app.services.routing.routing_plan). A write whose generation bump failed (Redis away at
+the commit) is seen when the values built before it expire (their ttl). No capacity check
+reads this cache. One permission check does: a report's building in the caller's community
+(app.services.reports.building_place) - a building or community written in this process is
+seen at once, one written elsewhere within the window; a write must go through the session (a
+commit bumps the generation) or bump it itself.
 """
 
 from __future__ import annotations

@@ -142,13 +142,15 @@ def new_event(report: Report, action: str, *, actor_id: int | None = None,
 def move_report(report: Report, to: ReportStatus, *, actor_id: int | None, note: str = "",
                 data: dict | None = None, public: bool = True) -> ReportEvent | None:
     """Move the report to `to` if REPORT_ALLOWED permits it, with a timeline row and the
-    reporter's notice (report_move, written by one statement)."""
-    return _written(report_move(report, to, actor_id=actor_id, note=note, data=data,
-                                public=public))
+    reporter's notice (report_move_rows, written by one statement); the timeline row, which is
+    not an object of the session."""
+    return _write_move(report_move_rows(report, to, actor_id=actor_id, note=note, data=data,
+                                        public=public))
 
 
-def report_move(report: Report, to: ReportStatus, *, actor_id: int | None, note: str = "",
-                data: dict | None = None, public: bool = True) -> list | None:
+def report_move_rows(report: Report, to: ReportStatus, *, actor_id: int | None,
+                     note: str = "", data: dict | None = None,
+                     public: bool = True) -> list | None:
     """The move to `to` in memory, if REPORT_ALLOWED permits it (None: the report is there
     already): the report's status and stamps set, and the rows to write with it
     (outbox.write) - its timeline row, then the reporter's notice job.
@@ -176,27 +178,29 @@ def report_move(report: Report, to: ReportStatus, *, actor_id: int | None, note:
 
 def sync_report_status(report: Report, tickets: list[Ticket], *, actor_id: int | None,
                        note: str = "") -> ReportEvent | None:
-    """Set the report's status from its tickets: the least advanced one that still counts."""
-    return _written(synced_move(report, tickets, actor_id=actor_id, note=note))
+    """Set the report's status from its tickets: the least advanced one that still counts
+    (as move_report)."""
+    return _write_move(synced_move_rows(report, tickets, actor_id=actor_id, note=note))
 
 
-def synced_move(report: Report, tickets: list[Ticket], *, actor_id: int | None,
-                note: str = "") -> list | None:
-    """The move its tickets call for (report_move: in memory, the rows to write), or None."""
+def synced_move_rows(report: Report, tickets: list[Ticket], *, actor_id: int | None,
+                     note: str = "") -> list | None:
+    """The move its tickets call for, as report_move_rows (in memory, the rows to write), or
+    None."""
     counting = [t for t in tickets if t.status in TICKET_PROGRESS]
     if counting:
         order = list(TICKET_PROGRESS)
         least = min(counting, key=lambda t: order.index(t.status))
-        return report_move(report, TICKET_PROGRESS[least.status], actor_id=actor_id, note=note,
-                           public=False)
+        return report_move_rows(report, TICKET_PROGRESS[least.status], actor_id=actor_id,
+                                note=note, public=False)
     if tickets and all(t.status == TS.REJECTED for t in tickets):
         report.rejected_reason = note or report.rejected_reason
-        return report_move(report, RS.REJECTED, actor_id=actor_id, note=note, public=False)
+        return report_move_rows(report, RS.REJECTED, actor_id=actor_id, note=note, public=False)
     return None
 
 
-def _written(rows: list | None) -> ReportEvent | None:
-    """Write a move's rows (report_move); its timeline row."""
+def _write_move(rows: list | None) -> ReportEvent | None:
+    """Write a move's rows (report_move_rows); its timeline row."""
     if rows is None:
         return None
     outbox.write(*rows)

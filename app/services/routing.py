@@ -21,7 +21,7 @@ from app.models.reports import (
     TicketStatus,
 )
 from app.services import cache, outbox
-from app.services.reports import category_by_id, new_event, now, synced_move
+from app.services.reports import category_by_id, new_event, now, synced_move_rows
 
 MAX_ACCEPT_WINDOW = timedelta(hours=2)
 
@@ -31,12 +31,9 @@ class NoRouteError(RuntimeError):
 
 
 def route_report(report_id: int) -> list[Ticket]:
-    """Open one ticket per target org (idempotent), then mark the report routed.
-
-    The rules, the orgs and the area come from the community's routing plan (the shared
-    cache); the tickets, their steps and notices and the report's own step are written by one
-    statement (outbox.write), the report's new status at the commit.
-    """
+    """Open one ticket per target org of the report, from its community's routing plan, and
+    mark the report routed; a report routed already keeps its tickets (none is added). The
+    tickets returned were written by plain INSERTs: they are not objects of the session."""
     report = db.session.scalar(select(Report).where(Report.id == report_id).with_for_update())
     if report is None:
         return []
@@ -44,22 +41,21 @@ def route_report(report_id: int) -> list[Ticket]:
         db.session.rollback()
         return list(db.session.scalars(select(Ticket).where(Ticket.report_id == report_id)))
     plan = routing_plan(report.community_id)
-    micro_grid_id = plan.micro_grid_of(report.building_id)
+    micro_grid_id, grid_worker_id = plan.area_of(report.building_id)
     rule = plan.match(report, micro_grid_id)
     orgs = plan.targets(rule)
     if not orgs:
         raise NoRouteError(f"community {report.community_id} has no community office")
-    grid_worker_id = plan.grid_worker_of(micro_grid_id) if rule and rule.copy_grid_worker \
-        else None
-    # the report is locked and still SUBMITTED: none of its tickets exists yet
+    copy_to = grid_worker_id if rule and rule.copy_grid_worker else None
+    # The report is locked and still SUBMITTED: none of its tickets exists yet, so none is
+    # looked for (the unique constraint on report and org would still fail the transaction).
     tickets, rows = [], []
     for org in orgs:
-        ticket = new_ticket(report, org, micro_grid_id=micro_grid_id,
-                            grid_worker_id=grid_worker_id)
-        tickets.append(ticket)
-        rows += [ticket, *ticket_opened(report, ticket, org, actor_id=None)]
-    rows += synced_move(report, tickets, actor_id=None,
-                        note="已派发给" + "、".join(org.name for org in orgs)) or []
+        tickets.append(new_ticket(report, org, micro_grid_id=micro_grid_id,
+                                  grid_worker_id=copy_to))
+        rows += ticket_rows(report, tickets[-1], org, actor_id=None)
+    rows += synced_move_rows(report, tickets, actor_id=None,
+                             note="已派发给" + "、".join(org.name for org in orgs)) or []
     outbox.write(*rows)
     outbox.commit()
     return tickets
@@ -94,11 +90,16 @@ class RoutingPlan:
         self.buildings = {int(k): v for k, v in data["buildings"].items()}
         self.grid_workers = {int(k): v for k, v in data["grid_workers"].items()}
 
-    def micro_grid_of(self, building_id: int | None) -> int | None:
-        return self.buildings.get(building_id) if building_id is not None else None
-
-    def grid_worker_of(self, micro_grid_id: int | None) -> int | None:
-        return self.grid_workers.get(micro_grid_id) if micro_grid_id is not None else None
+    def area_of(self, building_id: int | None) -> tuple[int | None, int | None]:
+        """The building's micro-grid and that micro-grid's grid worker. A building the plan
+        does not know (added elsewhere since it was built) is read."""
+        if building_id is None:
+            return None, None
+        if building_id in self.buildings:
+            micro_grid_id = self.buildings[building_id]
+            return micro_grid_id, self.grid_workers.get(micro_grid_id)
+        row = db.session.execute(AREA.where(Building.id == building_id)).first()
+        return (row.micro_grid_id, row.grid_worker_id) if row else (None, None)
 
     def match(self, report: Report, micro_grid_id: int | None) -> RuleView | None:
         """The first active rule (by position) matching the category and area (the report's
@@ -141,6 +142,11 @@ def routing_plan(community_id: int) -> RoutingPlan:
                                     depends_on=("routing", "places")))
 
 
+# A building's micro-grid and grid worker (the plan's areas; a building it does not know).
+AREA = (select(Building.id, Building.micro_grid_id, MicroGrid.grid_worker_id)
+        .outerjoin(MicroGrid, MicroGrid.id == Building.micro_grid_id))
+
+
 def _plan_of(community_id: int) -> dict:
     """A community's routing plan as the cache keeps it (see RoutingPlan)."""
     rules = list(db.session.scalars(
@@ -156,10 +162,7 @@ def _plan_of(community_id: int) -> dict:
     for org in orgs:
         if org.community_id == community_id:  # org types resolve within the community
             by_type.setdefault(str(org.type), []).append(org.id)
-    areas = db.session.execute(
-        select(Building.id, Building.micro_grid_id, MicroGrid.grid_worker_id)
-        .outerjoin(MicroGrid, MicroGrid.id == Building.micro_grid_id)
-        .where(Building.community_id == community_id)).all()
+    areas = db.session.execute(AREA.where(Building.community_id == community_id)).all()
     return {
         "rules": [[rule.category_id, rule.micro_grid_id, rule.building_id,
                    bool(rule.copy_grid_worker),
@@ -174,20 +177,22 @@ def _plan_of(community_id: int) -> dict:
 
 
 def open_ticket(report: Report, org: Org, *, actor_id: int | None, note: str = "") -> Ticket:
-    """The report's ticket for `org`, created once (unique on report and org): a transfer,
-    which may meet one of that org already, or a second run of itself."""
+    """The report's ticket for `org`, created once (unique on report and org) - for a transfer,
+    which may meet a ticket of that org already. A new one is written by plain INSERTs and is
+    not an object of the session."""
     existing = _ticket_for(report, org)
     if existing is not None:
         return existing
-    ticket = new_ticket(report, org,
-                        micro_grid_id=routing_plan(report.community_id)
-                        .micro_grid_of(report.building_id))
+    micro_grid_id, _ = routing_plan(report.community_id).area_of(report.building_id)
+    ticket = new_ticket(report, org, micro_grid_id=micro_grid_id)
     try:
         with db.session.begin_nested():
-            outbox.write(ticket, *ticket_opened(report, ticket, org, actor_id=actor_id,
-                                                note=note))
-    except IntegrityError:  # another run got there first
-        return _ticket_for(report, org)
+            outbox.write(*ticket_rows(report, ticket, org, actor_id=actor_id, note=note))
+    except IntegrityError:
+        existing = _ticket_for(report, org)  # another transaction opened it first
+        if existing is None:  # not that: another constraint failed
+            raise
+        return existing
     return ticket
 
 
@@ -198,10 +203,8 @@ def _ticket_for(report: Report, org: Org) -> Ticket | None:
 
 def new_ticket(report: Report, org: Org | OrgView, *, micro_grid_id: int | None,
                grid_worker_id: int | None = None) -> Ticket:
-    """A new ticket of the report for `org` (`micro_grid_id`: its building's), not written:
-    the caller writes it with ticket_opened's rows. Routing holds the report's row lock and
-    found it unrouted, so it does not look for one first; the unique constraint still fails
-    the transaction if that is wrong."""
+    """A new ticket of the report for `org` (`micro_grid_id`: its building's; `grid_worker_id`:
+    copied to), not written yet (ticket_rows)."""
     category = category_by_id(report.category_id)
     stamp, sla = now(), timedelta(hours=category.sla_hours)
     return Ticket(community_id=report.community_id, report_id=report.id, org_id=org.id,
@@ -211,15 +214,15 @@ def new_ticket(report: Report, org: Org | OrgView, *, micro_grid_id: int | None,
                   accept_by=stamp + min(MAX_ACCEPT_WINDOW, sla / 4), expected_at=stamp + sla)
 
 
-def ticket_opened(report: Report, ticket: Ticket, org: Org | OrgView, *, actor_id: int | None,
-                  note: str = "") -> list:
-    """The rows written after a new ticket (outbox.write): its `route` step and the org's
+def ticket_rows(report: Report, ticket: Ticket, org: Org | OrgView, *, actor_id: int | None,
+                note: str = "") -> list:
+    """A new ticket's rows for outbox.write: the ticket, its `route` step and the org's
     notification, and its webhook delivery when the org has one."""
     event = new_event(report, "route", actor_id=actor_id, org_id=org.id,
                       to_status=str(ticket.status), note=note or f"已派发给{org.name}")
     event.ticket_id = NewId(ticket)
-    rows = [event, outbox.new_job("notify_ticket_org", ticket_id=NewId(ticket),
-                                  event_id=NewId(event))]
+    rows = [ticket, event, outbox.new_job("notify_ticket_org", ticket_id=NewId(ticket),
+                                          event_id=NewId(event))]
     if org.webhook_url:
         rows.append(outbox.new_job("deliver_webhook", queue="low", ticket_id=NewId(ticket),
                                    event_id=NewId(event)))

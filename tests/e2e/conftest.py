@@ -133,10 +133,22 @@ def started_children(pid: int) -> list[tuple[int, str]]:
 
 
 def _start_time(pid: int) -> str:
+    return _stat_field(pid, 19)
+
+
+def _stat_field(pid: int, index: int) -> str:
+    """A field of /proc/<pid>/stat after the command's name ("" when the process is gone)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[index]
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return ""
+
+
+def running(family: list[tuple[int, str]]) -> list[int]:
+    """The processes of `family` (started_children) still running: the same pid and start
+    time, and not a zombie waiting to be reaped."""
+    return [pid for pid, started in family
+            if _start_time(pid) == started and _stat_field(pid, 0) != "Z"]
 
 
 def kill_if_same(pid: int, started: str) -> None:

@@ -12,8 +12,15 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Building, MicroGrid, Notification, Org, OutboxStatus
-from app.models.reports import ReportEvent, ReportStatus, RoutingRule, RoutingTarget, Ticket
+from app.models import Building, MicroGrid, Notification, Org, OutboxMessage, OutboxStatus
+from app.models.reports import (
+    Report,
+    ReportEvent,
+    ReportStatus,
+    RoutingRule,
+    RoutingTarget,
+    Ticket,
+)
 from app.services.routing import route_report
 from miniprogram_mock.wechat_server import shared_mock_app
 from tests import factories as f
@@ -125,6 +132,39 @@ def test_a_community_without_rules_sends_everything_to_its_office(place):
     db.session.execute(db.delete(RoutingRule))
     db.session.commit()
     assert org_ids(submit(place, "lighting")) == [place.office.id]
+
+
+def test_a_building_the_cached_plan_does_not_know_is_read(place):
+    # A building added by another process within the cache's window (or whose generation bump
+    # was lost) is not in the plan: routing reads it rather than route without its area.
+    submit(place, "lighting", building=place.bld1)  # the plan is cached now
+    added = db.session.connection().execute(  # no session event: no generation bumped
+        Building.__table__.insert().values(
+            community_id=place.comm.id, micro_grid_id=place.bld1.micro_grid_id, number="9",
+            name="9号楼", units=1, lat=31.1916, lng=121.4451)
+        .returning(Building.__table__.c.id)).scalar_one()
+    db.session.commit()
+    ticket = ticket_of(submit(place, "lighting", building=db.session.get(Building, added)))
+    assert ticket.micro_grid_id == place.bld1.micro_grid_id
+    assert ticket.grid_worker_id == place.grid_worker.id  # the lighting rule copies them
+
+
+def test_a_transfer_meeting_a_ticket_opened_meanwhile_gets_that_one(place, monkeypatch):
+    # Two transactions open the report's ticket for one org: the second's INSERT fails on the
+    # unique constraint, its savepoint takes back its rows and their jobs, and it returns the
+    # first's ticket.
+    from app.services import outbox, routing
+
+    report_id = submit(place, "lighting")
+    existing, jobs, events = ticket_of(report_id).id, count(OutboxMessage), count(ReportEvent)
+    looks = iter([None])  # the first look misses it: not committed yet when it looked
+    real = routing._ticket_for
+    monkeypatch.setattr(routing, "_ticket_for", lambda r, o: next(looks, None) or real(r, o))
+    ticket = routing.open_ticket(db.session.get(Report, report_id), place.prop, actor_id=None)
+    assert ticket.id == existing
+    assert db.session.info.get(outbox.SESSION_KEY, []) == []  # no job left to enqueue
+    db.session.commit()
+    assert (count(Ticket), count(OutboxMessage), count(ReportEvent)) == (1, jobs, events)
 
 
 # ---- what the ticket carries ---------------------------------------------------------------
