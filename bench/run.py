@@ -128,6 +128,8 @@ class Result:
     # full garbage collections in the web processes during the measured run, longest pause
     full_gcs: int | None = None
     full_gc_max_ms: float | None = None
+    # the share of the machine's CPU time its hypervisor took (steal) during the measured run
+    steal_pct: float | None = None
     target: str = ""
     note: str = ""
 
@@ -471,6 +473,20 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return used
 
 
+def machine_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far in clock ticks, all of it and the part stolen by the
+    hypervisor (/proc/stat's first line: user nice system idle iowait irq softirq steal...)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(fields), fields[7]
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """Per cent of the machine's CPU time between two machine_ticks() the hypervisor took: a
+    slow stretch of a virtual machine that is not the code's."""
+    total, stolen = after[0] - before[0], after[1] - before[1]
+    return round(100 * stolen / total, 1) if total > 0 else None
+
+
 def cpu_used(before: dict[int, float], pids: list[int]) -> float:
     """CPU seconds used since `before` by the processes that were there all along."""
     after = cpu_seconds(pids)
@@ -597,10 +613,12 @@ def measure(wrk: str, server: dict, scenario: Scenario, fixtures: dict, args,
              if scenario.name in args.profile else [])
     web_pids, db_pids = worker_pids(server["web"]), database_backends(server["database_url"])
     web_before, db_before = cpu_seconds(web_pids), cpu_seconds(db_pids)
+    ticks_before = machine_ticks()
     log_offset = server["web_log"].stat().st_size
     summary = run_wrk(wrk, server["base"], scenario, fixtures, seconds=args.duration,
                       connections=args.connections, workdir=workdir)
     web_cpu, db_cpu = cpu_used(web_before, web_pids), cpu_used(db_before, db_pids)
+    steal = steal_share(ticks_before, machine_ticks())
     for spy in spies:
         spy.wait(30)
     pauses = full_collections(server["web_log"], log_offset)
@@ -609,10 +627,12 @@ def measure(wrk: str, server: dict, scenario: Scenario, fixtures: dict, args,
         result.web_cpu_ms = round(1000 * web_cpu / result.requests, 2)
         result.db_cpu_ms = round(1000 * db_cpu / result.requests, 2)
     result.full_gcs, result.full_gc_max_ms = len(pauses), max(pauses, default=None)
+    result.steal_pct = steal
     log(f"  {scenario.name:<8} {result.requests_per_s:8.1f} req/s  p50 {result.p50_ms:6.1f} ms"
         f"  p99 {result.p99_ms:6.1f} ms  errors {result.errors}  SQL {statements}"
         f"  CPU/req web {result.web_cpu_ms} ms db {result.db_cpu_ms} ms"
-        f"  full GCs {len(pauses)}" + (f" (longest {max(pauses):.1f} ms)" if pauses else ""))
+        f"  full GCs {len(pauses)}" + (f" (longest {max(pauses):.1f} ms)" if pauses else "")
+        + f"  steal {steal} %")
     return result
 
 
@@ -891,9 +911,19 @@ def full_collection_line(report: dict) -> list[str]:
             + ", ".join(parts) + "."]
 
 
+def steal_line(report: dict) -> list[str]:
+    """How much of the machine's CPU time its hypervisor took during each endpoint's run."""
+    parts = [f"{r['name']} {r['steal_pct']:g} %" for r in report["endpoints"]
+             if r["requests"] and r.get("steal_pct") is not None]
+    if not parts:  # older results did not record it
+        return []
+    return ["- CPU time the hypervisor took from this machine while measured (steal; a slow "
+            "stretch that is not the code's): " + ", ".join(parts) + "."]
+
+
 def extra_lines(report: dict) -> list[str]:
     """The pipeline and SSE figures under the table."""
-    lines = ["", *cpu_shares(report), *full_collection_line(report)]
+    lines = ["", *cpu_shares(report), *full_collection_line(report), *steal_line(report)]
     p = report.get("pipeline")
     if p:
         lines.append(

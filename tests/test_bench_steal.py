@@ -1,0 +1,27 @@
+"""`make bench` names the CPU time the hypervisor took while each endpoint was measured."""
+
+from __future__ import annotations
+
+from bench import run
+
+
+def test_the_share_stolen_is_per_cent_of_the_machines_time_between_two_readings():
+    assert run.steal_share((10_000, 100), (10_400, 140)) == 10.0
+    assert run.steal_share((10_000, 100), (10_000, 100)) is None  # no time passed
+
+
+def test_the_machines_ticks_are_read_from_proc_stat():
+    total, stolen = run.machine_ticks()
+    assert total > 0 and 0 <= stolen <= total
+
+
+def test_a_line_under_the_table_names_each_endpoints_steal():
+    report = {"endpoints": [
+        {"name": "floor", "requests": 8000, "steal_pct": 2.5},
+        {"name": "home", "requests": 4000, "steal_pct": 31.0},
+        {"name": "skipped", "requests": 0, "steal_pct": None},
+    ]}
+    [line] = run.steal_line(report)
+    assert line.endswith("floor 2.5 %, home 31 %.")
+    assert run.steal_line({"endpoints": [{"name": "floor", "requests": 9,
+                                          "steal_pct": None}]}) == []  # older results
