@@ -712,12 +712,13 @@ def measure_pipeline(base: str, database_url: str, fixtures: dict, *, rate: floa
                      seconds: float) -> dict:
     """Report -> ticket latency through the real worker at a steady submission rate."""
     bodies = Path(fixtures["files"]["bodies-reports"]).read_text("utf-8").split("\n")[:-1]
-    started = time.perf_counter()
+    started, ticks = time.perf_counter(), machine_ticks()
     outcomes = submit_steadily(base, fixtures["tokens"]["pipeline"], bodies, rate=rate,
                                seconds=seconds)
     elapsed = time.perf_counter() - started
     ids = [o["id"] for o in outcomes if o["id"]]
     latencies = ticket_latencies(database_url, ids, timeout=DRAIN_SECONDS)
+    steal = steal_share(ticks, machine_ticks())  # until the last report was routed
     routed_per_s = routing_rate(database_url, ids)
     submit_ms = [o["ms"] for o in outcomes if o["id"]]
     return {"rate_target": rate, "rate_achieved": round(len(outcomes) / elapsed, 1),
@@ -726,7 +727,8 @@ def measure_pipeline(base: str, database_url: str, fixtures: dict, *, rate: floa
             "routed": len(latencies), "not_routed": len(ids) - len(latencies),
             "submit_p50_ms": percentile(submit_ms, 50), "submit_p99_ms": percentile(submit_ms, 99),
             "ticket_p50_ms": percentile(latencies, 50), "ticket_p95_ms": percentile(latencies, 95),
-            "ticket_max_ms": max(latencies, default=None), "routed_per_s": routed_per_s}
+            "ticket_max_ms": max(latencies, default=None), "routed_per_s": routed_per_s,
+            "steal_pct": steal}
 
 
 def routing_rate(database_url: str, report_ids: list[int]) -> float | None:
@@ -933,7 +935,8 @@ def extra_lines(report: dict) -> list[str]:
             f"max {fmt(p['ticket_max_ms'], '{:.0f}')} ms; the worker routed "
             f"{fmt(p.get('routed_per_s'), '{:g}')} reports/s; submission p50 "
             f"{fmt(p['submit_p50_ms'])} ms, p99 {fmt(p['submit_p99_ms'])} ms; "
-            f"{p['failed']} failed, {p['not_routed']} not routed.")
+            f"{p['failed']} failed, {p['not_routed']} not routed"
+            + (f"; steal {p['steal_pct']:g} %." if p.get("steal_pct") is not None else "."))
     s = report.get("sse")
     if s:
         lines.append(

@@ -25,3 +25,14 @@ def test_a_line_under_the_table_names_each_endpoints_steal():
     assert line.endswith("floor 2.5 %, home 31 %.")
     assert run.steal_line({"endpoints": [{"name": "floor", "requests": 9,
                                           "steal_pct": None}]}) == []  # older results
+
+
+def test_the_report_to_ticket_line_names_the_steal_while_the_worker_routed():
+    pipeline = {"rate_achieved": 49.9, "rate_target": 50, "submitted": 1000,
+                "ticket_p50_ms": 40, "ticket_p95_ms": 210, "ticket_max_ms": 300,
+                "routed_per_s": 49.8, "submit_p50_ms": 11.0, "submit_p99_ms": 19.0, "failed": 0,
+                "not_routed": 0}
+    line = run.extra_lines({"endpoints": [], "pipeline": {**pipeline, "steal_pct": 12.5}})
+    assert any(text.endswith("0 not routed; steal 12.5 %.") for text in line)
+    older = run.extra_lines({"endpoints": [], "pipeline": pipeline})
+    assert any(text.endswith("0 failed, 0 not routed.") for text in older)
