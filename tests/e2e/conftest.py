@@ -107,7 +107,8 @@ def stop_worker(proc: subprocess.Popen, *, grace: float = 15) -> None:
     """SIGTERM a `python -m workers` process (RQ takes its scheduler and work-horse down with
     it), SIGKILL it if it hangs; then SIGKILL what it started that is still there - a horse
     blocked on a lock outlives a warm shutdown, a SIGKILLed worker leaves its scheduler."""
-    family = started_children(proc.pid)
+    # Only while Popen has not reaped it is the pid still this process's (a test may have).
+    family = started_children(proc.pid) if proc.returncode is None else []
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
