@@ -902,25 +902,28 @@ def cpu_shares(report: dict) -> list[str]:
             f"- Each target against the floor run just before it: {', '.join(floors)}."]
 
 
+def per_endpoint_line(report: dict, key: str, part, sentence: str) -> list[str]:
+    """A line under the table naming `part(endpoint)` for each endpoint measured with `key`
+    recorded (none: older results did not record it, no line)."""
+    parts = [part(r) for r in report["endpoints"] if r["requests"] and r.get(key) is not None]
+    return [f"- {sentence}: " + ", ".join(parts) + "."] if parts else []
+
+
 def full_collection_line(report: dict) -> list[str]:
     """How often a full garbage collection held a web process during each endpoint's run."""
-    parts = [f"{r['name']} {r['full_gcs']}" + (f" ({r['full_gc_max_ms']:.0f} ms)"
-                                               if r["full_gcs"] else "")
-             for r in report["endpoints"] if r["requests"] and r.get("full_gcs") is not None]
-    if not parts:  # older results did not record them
-        return []
-    return ["- Full garbage collections in the web processes while measured (the longest pause): "
-            + ", ".join(parts) + "."]
+    return per_endpoint_line(
+        report, "full_gcs",
+        lambda r: f"{r['name']} {r['full_gcs']}" + (f" ({r['full_gc_max_ms']:.0f} ms)"
+                                                     if r["full_gcs"] else ""),
+        "Full garbage collections in the web processes while measured (the longest pause)")
 
 
 def steal_line(report: dict) -> list[str]:
     """How much of the machine's CPU time its hypervisor took during each endpoint's run."""
-    parts = [f"{r['name']} {r['steal_pct']:g} %" for r in report["endpoints"]
-             if r["requests"] and r.get("steal_pct") is not None]
-    if not parts:  # older results did not record it
-        return []
-    return ["- CPU time the hypervisor took from this machine while measured (steal; a slow "
-            "stretch that is not the code's): " + ", ".join(parts) + "."]
+    return per_endpoint_line(
+        report, "steal_pct", lambda r: f"{r['name']} {r['steal_pct']:g} %",
+        "CPU time the hypervisor took from this machine while measured (steal; a slow stretch "
+        "that is not the code's)")
 
 
 def extra_lines(report: dict) -> list[str]:

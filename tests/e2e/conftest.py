@@ -116,8 +116,7 @@ def stop_worker(proc: subprocess.Popen, *, grace: float = 15) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    for pid, started in family:
-        kill_if_same(pid, started)
+    kill_family(family)
 
 
 def children(pid: int) -> list[int]:
@@ -152,11 +151,12 @@ def running(family: list[tuple[int, str]]) -> list[int]:
             if _start_time(pid) == started and _stat_field(pid, 0) != "Z"]
 
 
-def kill_if_same(pid: int, started: str) -> None:
-    """SIGKILL `pid` if it is still the process that started at `started`."""
-    if started and _start_time(pid) == started:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def kill_family(family: list[tuple[int, str]]) -> None:
+    """SIGKILL the processes of `family` (started_children) that are still the same processes."""
+    for pid, started in family:
+        if started and _start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from tests.e2e.conftest import (
     ROOT,
     children,
     free_port,
-    kill_if_same,
+    kill_family,
     started_children,
     stop_worker,
     wait_until,
@@ -103,8 +103,7 @@ class WorkerProcess:
         family = started_children(self.pid)
         os.kill(self.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
-        for pid, started in family:
-            kill_if_same(pid, started)
+        kill_family(family)
         self.killed.extend(pid for pid, _ in family)
 
     def log(self) -> str:

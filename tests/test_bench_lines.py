@@ -1,4 +1,5 @@
-"""`make bench` names the CPU time the hypervisor took while each endpoint was measured."""
+"""The lines `make bench` prints under its table: the hypervisor's steal and the web's full
+garbage collections while each endpoint was measured, and the report -> ticket figures."""
 
 from __future__ import annotations
 
@@ -36,3 +37,15 @@ def test_the_report_to_ticket_line_names_the_steal_while_the_worker_routed():
     assert any(text.endswith("0 not routed; steal 12.5 %.") for text in line)
     older = run.extra_lines({"endpoints": [], "pipeline": pipeline})
     assert any(text.endswith("0 failed, 0 not routed.") for text in older)
+
+
+def test_a_line_under_the_table_names_each_endpoints_full_collections():
+    report = {"endpoints": [
+        {"name": "home", "requests": 4000, "full_gcs": 0, "full_gc_max_ms": None},
+        {"name": "feed", "requests": 800, "full_gcs": 18, "full_gc_max_ms": 27.8},
+        {"name": "skipped", "requests": 0, "full_gcs": None},
+    ]}
+    assert run.full_collection_line(report) == [
+        "- Full garbage collections in the web processes while measured (the longest pause): "
+        "home 0, feed 18 (28 ms)."]
+    assert run.full_collection_line({"endpoints": [{"name": "home", "requests": 9}]}) == []
